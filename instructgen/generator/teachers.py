@@ -1,0 +1,121 @@
+"""Teachers: one interface, `generate(prompts, sampling) -> completions`, over three backends.
+
+A prompt is either a string (plain completion, the Self-Instruct form for base models) or a list of chat
+messages (rendered with the model's chat template). Every completion reports its text cut at the first stop
+string, why it finished ("stop" or "length") and its token counts, so a caller can drop completions cut off by
+the token limit as the published recipes do.
+
+Backends are picked by name from `TEACHERS`; a spec is `NAME[:MODEL]` (`transformers:smollm2-135m`,
+`vllm:/models/llama`, `openai:http://127.0.0.1:8000/v1@my-model`) or just a model for the default
+`transformers` backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol, Sequence, Union
+
+Prompt = Union[str, list]  # a string, or a list of {"role", "content"} messages
+
+
+@dataclass
+class Sampling:
+    """Decoding settings; the defaults are Self-Instruct's bootstrap values (see SELF_INSTRUCT.md)."""
+
+    temperature: float = 0.7  # Self-Instruct bootstrap; 0 means greedy
+    top_p: float = 0.5  # Self-Instruct bootstrap
+    max_new_tokens: int = 1024  # Self-Instruct bootstrap
+    presence_penalty: float = 2.0  # Self-Instruct bootstrap (OpenAI semantics: additive, on generated tokens)
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (EOS or a stop string) or "length" (cut by max_new_tokens)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Teacher(Protocol):
+    name: str  # e.g. "transformers:smollm2-135m"; recorded in provenance
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
+        ...
+
+
+class TeacherSpecError(ValueError):
+    pass
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut `text` at the earliest stop string; returns (text, whether a stop string was found)."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _transformers(model: str, **kw) -> Teacher:
+    from .hf_teacher import TransformersTeacher
+    return TransformersTeacher(model or "smollm2-135m", **kw)
+
+
+def _vllm(model: str, **kw) -> Teacher:
+    from .vllm_teacher import VLLMTeacher
+    return VLLMTeacher(model, **kw)
+
+
+def _openai(model: str, **kw) -> Teacher:
+    from .openai_teacher import OpenAITeacher
+    return OpenAITeacher.from_spec(model, **kw)
+
+
+# name -> (constructor, what the model part of the spec means)
+TEACHERS: dict[str, tuple[Callable[..., Teacher], str]] = {
+    "transformers": (_transformers, "local HF folder, .gguf file, cached hub id or embedded name; CPU or CUDA"),
+    "vllm": (_vllm, "vLLM offline engine on GPUs (pip install 'instructgen[vllm]')"),
+    "openai": (_openai, "OpenAI-compatible server: BASE_URL@MODEL, key from $OPENAI_API_KEY"),
+}
+TEACHER_FORMS = (
+    "transformers:MODEL (or just MODEL), vllm:MODEL, openai:BASE_URL@MODEL; MODEL for transformers/vllm is "
+    "an embedded name (smollm2-135m), a local folder, a .gguf file or a cached hub id"
+)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split `NAME:MODEL` into (backend, model); a bare model means the transformers backend."""
+    head, sep, rest = spec.partition(":")
+    if sep and head in TEACHERS:
+        return head, rest
+    if sep and head not in TEACHERS and "/" not in head and "." not in head and head not in ("http", "https"):
+        raise TeacherSpecError(f"unknown teacher backend '{head}' in '{spec}'. Accepted forms: {TEACHER_FORMS}")
+    return "transformers", spec
+
+
+def validate_spec(spec: str) -> None:
+    """Check a teacher spec without loading anything (used before the first model call)."""
+    backend, model = parse_spec(spec)
+    if backend == "transformers":
+        from ..models import EMBEDDED, SPEC_FORMS
+        from pathlib import Path
+        p = Path(model).expanduser()
+        ok = (model in EMBEDDED or (p.suffix == ".gguf" and p.is_file()) or (p.is_dir() and (p / "config.json").exists())
+              or (model.count("/") == 1 and not model.startswith((".", "/")) and not p.exists()))
+        if not ok:
+            raise TeacherSpecError(f"unknown teacher model '{model}'. Accepted forms: {TEACHER_FORMS}")
+    elif backend == "openai":
+        from .openai_teacher import parse_openai_spec
+        parse_openai_spec(model)
+    elif backend == "vllm" and not model:
+        raise TeacherSpecError("vllm teacher needs a model: vllm:MODEL")
+
+
+def make_teacher(spec: str, **kw) -> Teacher:
+    """Build a teacher from a spec string (see `TEACHER_FORMS`)."""
+    backend, model = parse_spec(spec)
+    return TEACHERS[backend][0](model, **kw)

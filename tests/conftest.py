@@ -1,0 +1,29 @@
+"""Shared fixtures: the real datasets in ../shared/data (skipped when absent) and the embedded teacher."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data with the real public datasets; tests using it skip on a user's fresh clone."""
+    if not (SHARED_DATA / "self_instruct_seed_tasks.jsonl").exists():
+        pytest.skip("../shared/data is absent (it is beside the repo in CI only)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def embedded_teacher():
+    """The real embedded teacher (SmolLM2-135M-Instruct on CPU), loaded once per session."""
+    import torch
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    from instructgen.generator.hf_teacher import TransformersTeacher
+    return TransformersTeacher("smollm2-135m", batch_size=16)
