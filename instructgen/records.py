@@ -330,3 +330,23 @@ def read_seed_tasks(path: str | os.PathLike) -> list[Task]:
         t.source = "seed"
         t.verdict = Verdict()
     return tasks
+
+
+# A stage folder's final records, most processed first: gen curate, gen instances, gen instructions.
+STAGE_OUTPUTS = ("kept.jsonl", "tasks.jsonl", "instructions.jsonl")
+
+
+def read_records(path: str | os.PathLike) -> list[Task]:
+    """Records from a file of any accepted format, or from a stage folder (its final output file).
+
+    A stage folder must be complete (its `completed` marker written); its outputs are looked up in the order
+    of STAGE_OUTPUTS."""
+    p = Path(path)
+    if p.is_dir() and (p / "config.json").exists():
+        if not (p / "completed").exists():
+            raise RecordError(p, None, "this run folder is not complete; re-run its command to finish it first")
+        for name in STAGE_OUTPUTS:
+            if (p / name).exists():
+                return read_tasks(p / name)
+        raise RecordError(p, None, f"run folder holds none of {', '.join(STAGE_OUTPUTS)}")
+    return read_tasks(p)
