@@ -192,7 +192,8 @@ def task_from_obj(obj: dict, path, line, index: int, source: str = "imported") -
     """Convert one object of any accepted format to a Task; errors name path:line and the field."""
     fmt = detect_format(obj)
     if fmt == "task":
-        _require_str(obj, "instruction", path, line)
+        dropped = isinstance(obj.get("verdict"), dict) and obj["verdict"].get("kept") is False
+        _require_str(obj, "instruction", path, line, allow_empty=dropped)  # an unparseable completion may be empty
         if not isinstance(obj["instances"], list):
             raise RecordError(path, line, "field 'instances' must be a list of {input, output}")
         for j, inst in enumerate(obj["instances"]):

@@ -2,25 +2,32 @@
 every text already in the pool is above 0.7 - with the same decisions as the exhaustive scan, much faster.
 
 The exhaustive check runs rouge-score's LCS against every pool entry for every candidate, the known bottleneck
-of the original. ROUGE-L F = 2*LCS/(len_a + len_b), and the LCS can never exceed the multiset overlap m of the
-two token lists (each common subsequence token is matched once). So 2*m/(len_a + len_b) bounds F from above.
-`RougeIndex` keeps an inverted index over (token, occurrence) features, so one `bincount` over the candidate's
-postings yields m against the whole pool; only entries whose bound reaches the threshold get the exact LCS,
-computed by rouge-score's own function on rouge-score's own tokens, so every score we report is the exact
-float the exhaustive scan would give. `tests/filters/test_rouge.py` checks identical decisions on real data.
+of the original. Three exact shortcuts, none of which changes a decision or a score:
+- ROUGE-L F = 2*LCS/(len_a + len_b), and the LCS can never exceed the multiset overlap m of the two token lists,
+  so 2*m/(len_a + len_b) bounds F from above. `RougeIndex` keeps an inverted index over (token, occurrence)
+  features; only entries whose bound reaches the threshold get an LCS.
+- Prefix filtering (Chaudhuri et al. 2006; Bayardo et al. 2007, "Scaling up all pairs similarity search"): F > t
+  needs m >= t*len_a/(2-t) whatever the other length, so any len_a - that + 1 of the query's features must meet
+  every such entry. We scan the postings of the rarest ones only, never those of "the" or "a".
+- The LCS length is computed bit-parallel (Allison & Dix 1986; Hyyro 2004, "Bit-parallel LCS-length computation
+  revisited"), one big-int step per token instead of a Python DP table; the F-measure is then formed with
+  rouge-score's own arithmetic, so every score is the exact float `RougeScorer(["rougeL"])` gives.
+`tests/filters/test_rouge.py` checks identical scores and decisions against rouge-score on real data.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 from rouge_score import tokenize as _rtok
-from rouge_score.rouge_scorer import _score_lcs
 
 from ..records import Task
-from .base import Filter
+from .base import Filter, doc, joined_text
+from .rules import check_fields
 
 _EPS = 1e-9  # slack so float rounding in the bound never hides a pair the exact score would reject
 
@@ -30,9 +37,50 @@ def rouge_tokens(text: str) -> list[str]:
     return _rtok.tokenize(text, None)
 
 
+def _masks(tokens: Sequence[str]) -> dict[str, int]:
+    """Bit i of masks[tok] is set where tokens[i] == tok."""
+    masks: dict[str, int] = {}
+    for i, tok in enumerate(tokens):
+        masks[tok] = masks.get(tok, 0) | (1 << i)
+    return masks
+
+
+def _lcs_masked(masks: dict[str, int], m: int, other: Sequence[str]) -> int:
+    """LCS length of the m-token sequence behind `masks` and `other` (Hyyro's bit-vector recurrence)."""
+    full = (1 << m) - 1
+    v = full
+    get = masks.get
+    for tok in other:
+        pm = get(tok)
+        if pm:
+            u = v & pm
+            v = ((v + u) | (v - u)) & full
+    return m - v.bit_count()
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (exact, bit-parallel)."""
+    if not a or not b:
+        return 0
+    if len(a) > len(b):
+        a, b = b, a  # loop over the shorter one
+    return _lcs_masked(_masks(b), len(b), a)
+
+
+def _fmeasure(lcs: int, len_target: int, len_prediction: int) -> float:
+    # rouge_score.rouge_scorer._score_lcs and scoring.fmeasure, operation for operation
+    if not len_target or not len_prediction:
+        return 0
+    precision = lcs / len_prediction
+    recall = lcs / len_target
+    if precision + recall > 0:
+        return 2 * precision * recall / (precision + recall)
+    return 0.0
+
+
 def rouge_l(a_tokens: Sequence[str], b_tokens: Sequence[str]) -> float:
     """Exact ROUGE-L F-measure, the float `RougeScorer(["rougeL"]).score(a, b)["rougeL"].fmeasure` gives."""
-    return _score_lcs(list(a_tokens), list(b_tokens)).fmeasure
+    return _fmeasure(lcs_length(a_tokens, b_tokens), len(a_tokens), len(b_tokens))
 
 
 class _Growable:
@@ -59,7 +107,9 @@ class RougeIndex:
         self.texts: list[str] = []
         self.tokens: list[list[str]] = []
         self._lengths = _Growable()
-        self._postings: dict[tuple[str, int], _Growable] = {}
+        self._fid: dict[tuple[str, int], int] = {}  # (token, occurrence) -> feature id
+        self._postings: list[list[int]] = []  # feature id -> pool positions holding it (appends are cheap)
+        self._doc_features: list[np.ndarray] = []  # pool position -> its sorted feature ids
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,11 +126,17 @@ class RougeIndex:
         self.texts.append(text)
         self.tokens.append(tokens)
         self._lengths.append(len(tokens))
+        fid, postings = self._fid, self._postings
+        fids = []
         for f in self._features(tokens):
-            p = self._postings.get(f)
-            if p is None:
-                p = self._postings[f] = _Growable()
-            p.append(doc)
+            i = fid.get(f)
+            if i is None:
+                i = fid[f] = len(postings)
+                postings.append([doc])
+            else:
+                postings[i].append(doc)
+            fids.append(i)
+        self._doc_features.append(np.array(sorted(fids), dtype=np.int32))
 
     def extend(self, items: Iterable[tuple[str, str]]) -> None:
         for id, text in items:
@@ -89,26 +145,66 @@ class RougeIndex:
     def bounds(self, tokens: Sequence[str]) -> np.ndarray:
         """Upper bound of ROUGE-L F against every pool entry (0 where no token is shared)."""
         n = len(self.ids)
-        lists = [p.view() for f in self._features(tokens) if (p := self._postings.get(f)) is not None]
+        lists = [self._postings[i] for f in self._features(tokens) if (i := self._fid.get(f)) is not None]
         if not lists or not tokens:
             return np.zeros(n)
-        overlap = np.bincount(np.concatenate(lists), minlength=n)
+        overlap = np.bincount(np.fromiter((d for p in lists for d in p), dtype=np.int64), minlength=n)
         return 2.0 * overlap / (len(tokens) + self._lengths.view())
+
+    def _candidates_above(self, tokens: Sequence[str], floor: float) -> tuple[np.ndarray, np.ndarray]:
+        """Pool positions whose bound exceeds `floor` (> 0), with their bounds, found by prefix filtering."""
+        la = len(tokens)
+        feats = self._features(tokens)
+        fids = [self._fid.get(f, -1) for f in feats]
+        # a pool entry of length lb can only reach F > floor when overlap m > floor*(la+lb)/2 and m <= lb,
+        # so m > floor*la/(2-floor) for every lb: it shares a feature with any la - need + 1 query features
+        need = max(1, math.ceil(floor * la / (2.0 - floor) - 1e-6))
+        k = la - need + 1
+        if k <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        sizes = [len(self._postings[i]) if i >= 0 else 0 for i in fids]
+        chosen = np.argsort(np.array(sizes), kind="stable")[:k]
+        hits = [d for j in chosen if fids[j] >= 0 for d in self._postings[fids[j]]]
+        if not hits:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        cand = np.unique(np.array(hits, dtype=np.int64))
+        lengths = self._lengths.view()[cand]
+        # length filter: 2*min(la, lb)/(la + lb) must exceed floor
+        cand = cand[2.0 * np.minimum(lengths, la) / (la + lengths) > floor]
+        if not len(cand):
+            return cand, np.empty(0)
+        # exact multiset overlap with each candidate, in one pass over their feature lists
+        q = np.sort(np.array([i for i in fids if i >= 0], dtype=np.int32))
+        feats_c = [self._doc_features[c] for c in cand]
+        allf = np.concatenate(feats_c)
+        owner = np.repeat(np.arange(len(cand)), [len(x) for x in feats_c])
+        pos = np.minimum(np.searchsorted(q, allf), len(q) - 1)
+        overlap = np.bincount(owner[q[pos] == allf], minlength=len(cand))
+        ub = 2.0 * overlap / (la + self._lengths.view()[cand])
+        keep = ub > floor
+        return cand[keep], ub[keep]
 
     def max_score(self, tokens: Sequence[str], threshold: float | None = None) -> tuple[float, int | None]:
         """Exact highest ROUGE-L F and its pool position. With `threshold`, stop at the first score above it
-        (enough to decide rejection; the returned score is then that one, not necessarily the max)."""
+        (enough to decide rejection; the returned score is then that one, not necessarily the max, and when
+        nothing is above it the result is the best among the entries whose bound reached it)."""
         if not self.ids or not tokens:
             return 0.0, None
-        ub = self.bounds(tokens)
-        floor = (threshold - _EPS) if threshold is not None else 0.0
-        cand = np.nonzero(ub > floor)[0] if threshold is not None else np.nonzero(ub > 0)[0]
-        cand = cand[np.argsort(-ub[cand], kind="stable")]
+        if threshold is not None and threshold - _EPS > 0:
+            cand, ub = self._candidates_above(tokens, threshold - _EPS)
+        else:
+            ub_all = self.bounds(tokens)
+            cand = np.nonzero(ub_all > 0)[0]
+            ub = ub_all[cand]
+        order = np.argsort(-ub, kind="stable")
+        cand, ub = cand[order], ub[order]
+        masks, la = _masks(tokens), len(tokens)
         best, best_i = 0.0, None
-        for i in cand:
-            if ub[i] + _EPS < best:
+        for i, b in zip(cand, ub):
+            if b + _EPS < best:
                 break  # sorted by bound: nothing later can beat the best exact score
-            s = rouge_l(tokens, self.tokens[i])
+            other = self.tokens[i]
+            s = _fmeasure(_lcs_masked(masks, la, other), la, len(other))
             if s > best or best_i is None:
                 best, best_i = s, int(i)
             if threshold is not None and s > threshold:
@@ -122,11 +218,13 @@ class RougeIndex:
         ub = self.bounds(tokens)
         cand = np.nonzero(ub > 0)[0]
         cand = cand[np.argsort(-ub[cand], kind="stable")]
+        masks, la = _masks(tokens), len(tokens)
         scored: list[tuple[float, int]] = []
         for i in cand:
             if len(scored) >= k and ub[i] + _EPS < scored[k - 1][0]:
                 break
-            scored.append((rouge_l(tokens, self.tokens[i]), int(i)))
+            other = self.tokens[i]
+            scored.append((_fmeasure(_lcs_masked(masks, la, other), la, len(other)), int(i)))
             scored.sort(key=lambda x: (-x[0], x[1]))
         return [(i, s) for s, i in scored[:k] if s > 0]
 
@@ -139,35 +237,204 @@ class RougeIndex:
         return float(sum(rouge_l(tokens, self.tokens[i]) for i in np.nonzero(ub > 0)[0]) / len(self.ids))
 
 
+class PrefixRougeIndex:
+    """A pool answering only "is any entry's ROUGE-L F above t?", when every text's features are known up
+    front (batch curation). Features get ids in ascending document frequency, and both the pool entries and
+    the queries use only their rarest `len - need + 1` features (need = the overlap F > t requires), the
+    two-sided prefix filter of Bayardo et al. 2007: exact, and the postings of common words are never built."""
+
+    def __init__(self, threshold: float, feature_lists: Iterable[Sequence[tuple[str, int]]]):
+        """`feature_lists`: `RougeIndex._features(tokens)` of every text that will be added or queried."""
+        self.threshold, self.floor = threshold, threshold - _EPS
+        df: Counter = Counter()
+        for feats in feature_lists:
+            df.update(feats)
+        self._fid = {f: i for i, (f, _) in enumerate(sorted(df.items(), key=lambda x: x[1]))}
+        self._postings: dict[int, list[int]] = {}
+        self.ids: list[str] = []
+        self.tokens: list[list[str]] = []
+        self._lengths = _Growable()
+        self._doc_features: list[np.ndarray] = []
+        self._plen, self._last = _Growable(), _Growable()  # prefix length and its last feature id, per entry
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _ids(self, tokens: Sequence[str], feats: Sequence[tuple[str, int]] | None = None) -> np.ndarray:
+        fid = self._fid
+        out = []
+        for f in (RougeIndex._features(tokens) if feats is None else feats):
+            i = fid.get(f)
+            if i is None:  # unseen when the index was built: ids stay fixed once given, so the order holds
+                i = fid[f] = len(fid)
+            out.append(i)
+        out.sort()
+        return np.array(out, dtype=np.int64)
+
+    def _prefix(self, n: int) -> int:
+        need = max(1, math.ceil(self.floor * n / (2.0 - self.floor) - 1e-6))
+        return max(0, n - need + 1)
+
+    def add(self, id: str, tokens: list[str], fids: np.ndarray | None = None) -> None:
+        fids = self._ids(tokens) if fids is None else fids
+        doc = len(self.ids)
+        self.ids.append(id)
+        self.tokens.append(tokens)
+        self._lengths.append(len(tokens))
+        self._doc_features.append(fids)
+        pb = self._prefix(len(tokens))
+        self._plen.append(pb)
+        self._last.append(int(fids[pb - 1]) if pb else -1)
+        for i in fids[:pb].tolist():
+            p = self._postings.get(i)
+            if p is None:
+                self._postings[i] = [doc]
+            else:
+                p.append(doc)
+
+    def query(self, tokens: Sequence[str], fids: np.ndarray | None = None) -> tuple[float, int | None]:
+        """When some entry scores above the threshold: the exact highest score and its position (every such
+        entry passes the filters, so the max over the survivors is the max over the pool), like
+        `RougeIndex.max_score(tokens)`; else the best below it among the survivors."""
+        if not self.ids or not tokens:
+            return 0.0, None
+        fids = self._ids(tokens) if fids is None else fids
+        la, floor = len(tokens), self.floor
+        get = self._postings.get
+        pa = self._prefix(la)
+        hits = [d for i in fids[:pa].tolist() if (p := get(i)) for d in p]
+        if not hits:
+            return 0.0, None
+        cand, nhits = np.unique(np.array(hits, dtype=np.int64), return_counts=True)
+        lengths = self._lengths.view()[cand]
+        # length filter: F <= 2*min(la, lb)/(la + lb)
+        ok = 2.0 * np.minimum(lengths, la) / (la + lengths) > floor
+        # count filter: a shared feature outside both prefixes' overlap lies in the suffix of whichever text's
+        # prefix ends at the lower rank (the order is global), so overlap <= hits + that suffix's size
+        last_q = fids[pa - 1]
+        last_d, suffix_d = self._last.view()[cand], lengths - self._plen.view()[cand]
+        extra = np.where(last_q <= last_d, la - pa, suffix_d)
+        ok &= 2.0 * (nhits + extra) / (la + lengths) > floor
+        cand = cand[ok]
+        if not len(cand):
+            return 0.0, None
+        feats_c = [self._doc_features[c] for c in cand]
+        allf = np.concatenate(feats_c)
+        owner = np.repeat(np.arange(len(cand)), [len(x) for x in feats_c])
+        pos = np.minimum(np.searchsorted(fids, allf), len(fids) - 1)
+        overlap = np.bincount(owner[fids[pos] == allf], minlength=len(cand))
+        ub = 2.0 * overlap / (la + self._lengths.view()[cand])
+        keep = ub > floor
+        cand, ub = cand[keep], ub[keep]
+        order = np.argsort(-ub, kind="stable")
+        masks = _masks(tokens)
+        best, best_i = 0.0, None
+        for i, b in zip(cand[order], ub[order]):
+            if b + _EPS < best:
+                break  # sorted by bound: nothing later can beat the best exact score
+            other = self.tokens[i]
+            s = _fmeasure(_lcs_masked(masks, la, other), la, len(other))
+            if s > best or best_i is None:
+                best, best_i = s, int(i)
+        return best, best_i
+
+
+@dataclass
+class RougeParams:
+    threshold: float = doc("drop when ROUGE-L F against the pool (reference texts + records kept so far) is "
+                           "above this (Self-Instruct: 0.7)", default=0.7)
+    fields: list[str] = doc("fields joined into the compared text", default_factory=lambda: ["instruction"])
+    top_k: int = doc("store the k most similar pool texts (meta.most_similar) and the exact max (rouge_l_max) "
+                     "on kept records; 0 = only decide (much faster on large sets)", default=0)
+    mean_similarity: bool = doc("store the exact mean ROUGE-L vs the whole pool on kept records (one LCS per "
+                                "pool entry sharing a token: slow on large sets)", default=False)
+    reference: str | None = doc("records file whose instructions start the pool (e.g. the seed tasks); their "
+                                "ids appear in duplicate_of", default=None)
+
+
 class RougeNoveltyFilter(Filter):
     """Drop a record whose text has ROUGE-L F above `threshold` against the pool: the seed/reference texts it
-    starts with plus every record kept so far (Self-Instruct's 0.7 rule). Stores `rouge_l_max` on each record
-    and, on kept ones, its `top_k` most similar pool texts in `meta["most_similar"]`."""
+    starts with plus every record kept so far (Self-Instruct's 0.7 rule). Stores `rouge_l_max` on dropped
+    records and, with top_k > 0, on kept ones with their `top_k` most similar pool texts in
+    `meta["most_similar"]`. The first of two similar records (in input order) is kept."""
 
     name = "rouge_l"
+    Params = RougeParams
+    per_field = False
 
     def __init__(self, threshold: float = 0.7, field: str = "instruction", top_k: int = 10,
-                 reference: Iterable[tuple[str, str]] = (), mean_similarity: bool = False):
+                 reference: Iterable[tuple[str, str]] = (), mean_similarity: bool = False,
+                 fields: Sequence[str] | None = None):
+        if not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
         self.threshold, self.field, self.k, self.mean_similarity = threshold, field, top_k, mean_similarity
+        self.fields = check_fields(fields, self.name) if fields is not None else (field,)
         self.index = RougeIndex()
         self.index.extend(reference)
+        self.reference_count = len(self.index)
+
+    @classmethod
+    def from_params(cls, p: RougeParams) -> "RougeNoveltyFilter":
+        reference = ()
+        if p.reference:
+            from ..records import read_records
+            reference = [(t.id, t.instruction) for t in read_records(p.reference)]
+        return cls(p.threshold, top_k=p.top_k, reference=reference, mean_similarity=p.mean_similarity,
+                   fields=p.fields)
+
+    def params(self) -> dict:
+        return {"threshold": self.threshold, "fields": list(self.fields), "top_k": self.k,
+                "mean_similarity": self.mean_similarity, "reference_texts": self.reference_count}
 
     def _text(self, task: Task) -> str:
-        if self.field == "instruction":
+        if len(self.fields) == 1 and self.fields[0] == "instruction":
             return task.instruction
-        return "\n".join(getattr(i, self.field) for i in task.instances)
+        if len(self.fields) == 1:
+            return "\n".join(getattr(i, self.fields[0]) for i in task.instances)
+        return joined_text(task, self.fields)
+
+    def apply(self, tasks: Iterable[Task]) -> list[Task]:
+        """Batch form: when only decisions are asked (top_k 0, no mean), every text is known up front, so the
+        two-sided prefix index answers the same threshold test as `check`, without building the postings of
+        common words. Otherwise records are checked one by one against the growing full index."""
+        tasks = list(tasks)
+        if self.k or self.mean_similarity:
+            return super().apply(tasks)
+        todo = [t for t in tasks if t.kept]
+        texts = [self._text(t) for t in todo]
+        toks = [rouge_tokens(x) for x in texts]
+        feats = [RougeIndex._features(tk) for tk in toks]
+        index = PrefixRougeIndex(self.threshold, [RougeIndex._features(tk) for tk in self.index.tokens] + feats)
+        for id, tk in zip(self.index.ids, self.index.tokens):
+            index.add(id, tk)
+        pbar = self.progress
+        for t, tk, ft in zip(todo, toks, feats):
+            fids = index._ids(tk, ft)
+            score, pos = index.query(tk, fids)
+            if score > self.threshold:
+                t.scores["rouge_l_max"] = score
+                t.drop(f"rouge_l>{self.threshold:.2f}", filter=self.name, duplicate_of=index.ids[pos])
+            else:
+                index.add(t.id, tk, fids)
+            if pbar is not None:
+                pbar.update(1)
+        return tasks
 
     def check(self, task: Task) -> str | None:
-        tokens = rouge_tokens(self._text(task))
+        text = self._text(task)
+        tokens = rouge_tokens(text)
         score, pos = self.index.max_score(tokens, threshold=self.threshold)
-        if score > self.threshold:
+        if score > self.threshold:  # decided; now the exact max and its entry, to explain the drop
+            score, pos = self.index.max_score(tokens)
             task.scores["rouge_l_max"] = score
             return f"rouge_l>{self.threshold:.2f}", self.index.ids[pos]
-        top = self.index.top_k(tokens, self.k) if self.k else []
-        task.scores["rouge_l_max"] = top[0][1] if top else 0.0
         if self.k:
+            top = self.index.top_k(tokens, self.k)
+            task.scores["rouge_l_max"] = top[0][1] if top else 0.0
             task.meta["most_similar"] = {self.index.texts[i]: s for i, s in top}
         if self.mean_similarity:
             task.scores["rouge_l_mean"] = self.index.mean_score(tokens)
-        self.index.add(task.id, self._text(task), tokens)
+        self.index.add(task.id, text, tokens)
         return None

@@ -31,7 +31,7 @@ from .teachers import Sampling, Teacher
 
 PACKAGED_SEEDS = Path(__file__).resolve().parent.parent / "data" / "seed_tasks.jsonl"
 
-_ITEM_RE = re.compile(r"\n\s*\d{1,3}\s?[.)]\s")  # "\n10. ", "\n10) ", "\n 10 . "
+_ITEM_RE = re.compile(r"\n\s*\d{1,3}\s?[.)](?=\s|$)")  # "\n10. ", "\n10) ", "\n 10 . "
 
 
 def parse_numbered_list(text: str, continues_from: int | None) -> list[str]:
@@ -50,6 +50,7 @@ def parse_numbered_list(text: str, continues_from: int | None) -> list[str]:
 class Candidate:
     instruction: str
     instances: list[Instance]
+    error: str | None = None  # a parse-time drop reason (e.g. Alpaca's "malformed_item"), recorded, not filtered
 
 
 class SelfInstructRecipe:
@@ -178,6 +179,8 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
                     if c.finish_reason == "length" and (cfg.drop_truncated == "completion" or k == len(cands) - 1):
                         t.drop("truncated_completion" if cfg.drop_truncated == "completion" else "truncated_item",
                                filter="parse")
+                    elif cand.error:
+                        t.drop(cand.error, filter="parse")
                     elif all(f.decide(t) for f in rules) and novelty.decide(t):
                         machine.append(t)
                         pbar.update(1)

@@ -7,8 +7,9 @@ loads a user's own file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TEMPLATE_DIR = Path(__file__).parent
 
@@ -22,6 +23,7 @@ class PromptTemplate:
     name: str
     path: Path
     source: str
+    _compiled: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def is_chat(self) -> bool:
@@ -30,10 +32,12 @@ class PromptTemplate:
     def render(self, **variables):
         """Render to a string (completion) or a one-turn message list (chat). Undefined variables raise."""
         import jinja2
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
-                                 autoescape=False)
         try:
-            text = env.from_string(self.source).render(**variables)
+            if self._compiled is None:  # compile once: from_string costs ~1 ms a call, render ~20 us
+                env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                                         autoescape=False)
+                self._compiled = env.from_string(self.source)
+            text = self._compiled.render(**variables)
         except jinja2.UndefinedError as e:
             raise TemplateError(f"{self.path}: {e.message}") from None
         except jinja2.TemplateSyntaxError as e:

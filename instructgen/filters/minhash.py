@@ -1,0 +1,318 @@
+"""MinHash LSH near-duplicates (Broder 1997, "On the resemblance and containment of documents"; banding as in
+Leskovec, Rajaraman & Ullman, "Mining of Massive Datasets", ch. 3), with datasketch's permutations.
+
+- Shingles are word n-grams of the lower-cased text (a text shorter than n words is one shingle). Each word is
+  hashed once (blake2b, stable across runs, so signatures can be cached); an n-gram's hash combines its words'.
+- Signatures are exactly `datasketch.MinHash(num_perm, seed, hashfunc=identity).update_batch(shingle_hashes)`
+  (its default affine32 scheme: murmur3 fmix32, then a*h + b mod 2^32, min), computed for many records at once
+  with numpy instead of one Python call per record; `tests/filters/test_minhash.py` checks equality.
+- Bands and rows are chosen from the S-curve 1 - (1 - s^r)^b: the fewest false candidates below the threshold
+  among the (b, r) whose candidate probability at the threshold is at least `recall_at_threshold` (0.99).
+  datasketch's default `_optimal_param` weighs false positives and negatives equally and keeps only 50-70% of the
+  pairs right at the threshold.
+- Every candidate pair is confirmed by its estimated Jaccard (all num_perm values) before a drop.
+- Records are taken in input order: one is dropped when an earlier *kept* record's estimated Jaccard reaches the
+  threshold; the first copy is kept, and `duplicate_of` names the most similar kept one (ties: the earliest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..records import Task
+from .base import Filter, doc, joined_text
+from .cache import VectorCache
+from .rules import check_fields
+
+_WORD = re.compile(r"\w+")
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+# datasketch.minhash._FMIX_CONSTANTS[32]: the murmur3 32-bit finalizer
+_FMIX32 = (16, 0x85EBCA6B, 13, 0xC2B2AE35, 16)
+_EMPTY = np.uint32(0xFFFFFFFF)  # datasketch's initial hash value: a record with no shingle keeps it everywhere
+CHUNK_SHINGLES = 1 << 14  # shingles per numpy block: 16k x 128 permutations x 4 bytes = 8 MiB
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def fmix32(h: np.ndarray) -> np.ndarray:
+    """murmur3's finalizer on uint32 values (what datasketch applies before its permutations)."""
+    s1, m1, s2, m2, s3 = _FMIX32
+    h = h ^ (h >> np.uint32(s1))
+    h = h * np.uint32(m1)
+    h = h ^ (h >> np.uint32(s2))
+    h = h * np.uint32(m2)
+    return h ^ (h >> np.uint32(s3))
+
+
+def candidate_probability(s, bands: int, rows: int):
+    """The LSH S-curve: probability that a pair of Jaccard s shares at least one band."""
+    return 1.0 - (1.0 - np.asarray(s, dtype=float) ** rows) ** bands
+
+
+def choose_bands(threshold: float, num_perm: int, recall_at_threshold: float = 0.99) -> tuple[int, int]:
+    """(bands, rows) with b*r <= num_perm whose S-curve reaches `recall_at_threshold` at the threshold with the
+    smallest area below it (the fewest false candidates to confirm). Falls back to the highest-recall pair."""
+    grid = np.linspace(0.0, threshold, 201)
+    best, best_fp = None, math.inf
+    for r in range(1, num_perm + 1):
+        p = threshold ** r
+        if p >= 1.0:
+            b = 1
+        elif p <= 0.0:
+            continue
+        else:
+            q = math.log1p(-p)
+            if q == 0.0:
+                continue
+            b = math.ceil(math.log1p(-recall_at_threshold) / q)
+        if b * r > num_perm:
+            continue
+        fp = float(np.trapezoid(candidate_probability(grid, b, r), grid))
+        if fp < best_fp:
+            best, best_fp = (b, r), fp
+    if best is None:  # the target is out of reach with this many permutations: maximise recall at threshold
+        best = max(((num_perm // r, r) for r in range(1, num_perm + 1)),
+                   key=lambda br: float(candidate_probability(threshold, *br)))
+    return best
+
+
+class _TokenHashes(dict):
+    """word -> stable 64-bit hash (blake2b), computed once per distinct word."""
+
+    def __missing__(self, tok: str) -> int:
+        h = self[tok] = int.from_bytes(hashlib.blake2b(tok.encode("utf-8"), digest_size=8).digest(), "little")
+        return h
+
+
+class MinHasher:
+    """Word n-gram shingling and MinHash signatures, vectorised across records."""
+
+    def __init__(self, num_perm: int = 128, seed: int = 1, ngram: int = 5):
+        from datasketch import MinHash
+        m = MinHash(num_perm=num_perm, seed=seed)
+        if m.scheme != "affine32":  # the arithmetic below is datasketch's affine32 scheme
+            raise RuntimeError(f"datasketch MinHash uses scheme {m.scheme!r}; this code expects 'affine32'")
+        self.a, self.b = (np.asarray(x, dtype=np.uint32) for x in m.permutations)
+        self.num_perm, self.seed, self.ngram = num_perm, seed, ngram
+        rng = np.random.default_rng(0x5EED)
+        self._mix = rng.integers(1, 1 << 63, size=max(ngram, 1), dtype=np.uint64) | np.uint64(1)
+        self._tok = _TokenHashes()
+
+    def _combine(self, cols: list[np.ndarray]) -> np.ndarray:
+        """Hash of n word hashes (order-sensitive: a different odd multiplier per position, then a 64-bit
+        finalizer), folded to 32 bits."""
+        with np.errstate(over="ignore"):
+            h = cols[0] * self._mix[0]
+            for j in range(1, len(cols)):
+                h += cols[j] * self._mix[j]
+            h ^= h >> np.uint64(33)
+            h *= np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(33)
+        return (h >> np.uint64(32)).astype(np.uint32)
+
+    def shingle_hashes(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, counts): every text's shingle hashes (uint32) concatenated, and how many each text has."""
+        n = self.ngram
+        th = self._tok.__getitem__
+        lengths, flat = [], []
+        for text in texts:
+            toks = words(text)
+            lengths.append(len(toks))
+            flat.extend(map(th, toks))
+        lengths = np.array(lengths, dtype=np.int64)
+        tok = np.array(flat, dtype=np.uint64)
+        ends = np.cumsum(lengths)
+        counts = np.where(lengths >= n, lengths - n + 1, np.minimum(lengths, 1))
+        if len(tok) >= n:  # every full n-gram, then the ones crossing a record boundary are dropped
+            m = len(tok) - n + 1
+            grams = self._combine([tok[j:j + m] for j in range(n)])
+            owner = np.repeat(np.arange(len(texts)), lengths)[:m]
+            full = grams[np.arange(m) + n <= ends[owner]]
+        else:
+            full = np.empty(0, dtype=np.uint32)
+        short = np.nonzero((lengths > 0) & (lengths < n))[0]
+        if not len(short):
+            return full, counts
+        # texts shorter than n words: one shingle each, the combined hash of their words; merged in text order
+        starts = ends - lengths
+        short_h = np.array([self._combine([tok[starts[i] + j:starts[i] + j + 1] for j in range(lengths[i])])[0]
+                            for i in short.tolist()], dtype=np.uint32)
+        is_short = np.zeros(len(texts), dtype=bool)
+        is_short[short] = True
+        from_short = np.repeat(is_short, counts)
+        out = np.empty(int(counts.sum()), dtype=np.uint32)
+        out[from_short] = short_h
+        out[~from_short] = full
+        return out, counts
+
+    def signatures_from_hashes(self, hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """MinHash signatures (n_texts, num_perm) of the given shingle hashes, datasketch's arithmetic."""
+        n_texts = len(counts)
+        sig = np.full((n_texts, self.num_perm), _EMPTY, dtype=np.uint32)
+        nz = np.nonzero(counts)[0]
+        if not len(nz):
+            return sig
+        hv = fmix32(hashes.astype(np.uint32))
+        a, b = self.a[:, None], self.b[:, None]
+        bounds = np.concatenate([[0], np.cumsum(counts[nz])])
+        # permutations x shingles, so the min runs along contiguous memory; blocks stay in the CPU cache
+        buf = np.empty((self.num_perm, CHUNK_SHINGLES + int(counts.max())), dtype=np.uint32)
+        out = np.empty((self.num_perm, len(nz)), dtype=np.uint32)
+        i = 0
+        while i < len(nz):  # blocks of whole records, about CHUNK_SHINGLES shingles each
+            j = max(int(np.searchsorted(bounds, bounds[i] + CHUNK_SHINGLES, side="right")) - 1, i + 1)
+            lo, hi = bounds[i], bounds[j]
+            blk = buf[:, : hi - lo]
+            np.multiply(a, hv[None, lo:hi], out=blk)  # uint32 arithmetic wraps: mod 2^32, as in datasketch
+            np.add(blk, b, out=blk)
+            out[:, i:j] = np.minimum.reduceat(blk, bounds[i:j] - lo, axis=1)
+            i = j
+        sig[nz] = out.T
+        return sig
+
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        return self.signatures_from_hashes(*self.shingle_hashes(texts))
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per (record, band): a hash of the band's `rows` signature values."""
+    n = sig.shape[0]
+    block = sig[:, : bands * rows].reshape(n, bands, rows).astype(np.uint64)
+    mult = (np.arange(1, rows + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (block * mult).sum(axis=2, dtype=np.uint64)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+    return h
+
+
+def dedup(sig: np.ndarray, valid: np.ndarray, threshold: float, bands: int, rows: int):
+    """Greedy near-duplicate removal in row order. Returns (kept mask, duplicate_of row or -1, best estimated
+    Jaccard against an earlier kept LSH candidate, 0 where none). Rows not `valid` (no shingle) are kept."""
+    n, p = sig.shape
+    kept = np.ones(n, dtype=bool)
+    dup = np.full(n, -1, dtype=np.int64)
+    best = np.zeros(n)
+    if n == 0:
+        return kept, dup, best
+    keys = band_keys(sig, bands, rows)
+    shared = np.zeros((n, bands), dtype=bool)
+    for k in range(bands):  # a bucket holding a single record can never yield a candidate: skip those
+        col = keys[valid, k]
+        _, inv, cnt = np.unique(col, return_inverse=True, return_counts=True)
+        shared[valid, k] = cnt[inv] > 1
+    active = np.nonzero(shared.any(axis=1))[0]
+    buckets: list[dict[int, list[int]]] = [{} for _ in range(bands)]
+    for i in active.tolist():
+        ks, sh = keys[i].tolist(), np.nonzero(shared[i])[0].tolist()
+        cands: set[int] = set()
+        for k in sh:
+            lst = buckets[k].get(ks[k])
+            if lst:
+                cands.update(lst)
+        if cands:
+            c = np.fromiter(sorted(cands), dtype=np.int64, count=len(cands))
+            est = np.count_nonzero(sig[c] == sig[i], axis=1) / p
+            j = int(np.argmax(est))  # the first maximum: ties go to the earliest kept record
+            best[i] = est[j]
+            if est[j] >= threshold:
+                kept[i], dup[i] = False, c[j]
+                continue
+        for k in sh:
+            buckets[k].setdefault(ks[k], []).append(i)
+    return kept, dup, best
+
+
+@dataclass
+class MinHashParams:
+    threshold: float = doc("drop when the estimated Jaccard similarity of the word n-gram sets with an earlier "
+                           "kept record is at least this", default=0.7)
+    ngram: int = doc("words per shingle (5 for documents; shorter texts are one shingle)", default=5)
+    num_perm: int = doc("MinHash permutations (estimate's std. error ~ sqrt(J(1-J)/num_perm))", default=128)
+    seed: int = doc("datasketch permutation seed", default=1)
+    recall_at_threshold: float = doc("bands/rows are chosen so a pair exactly at the threshold becomes a "
+                                     "candidate with at least this probability", default=0.99)
+    bands: int = doc("LSH bands; 0 = chosen from the S-curve (with rows)", default=0)
+    rows: int = doc("rows per band; 0 = chosen from the S-curve", default=0)
+    fields: list[str] = doc("fields joined into the compared text", default_factory=lambda: ["instruction", "input"])
+
+
+class MinHashFilter(Filter):
+    """Near-duplicate removal with MinHash LSH (datasketch permutations, vectorised): a record is dropped when
+    an earlier kept one's estimated Jaccard similarity reaches `threshold`. Stores `minhash_jaccard` (the best
+    estimate against an earlier kept LSH candidate, 0 when none); signatures are cached by text hash."""
+
+    name = "minhash"
+    Params = MinHashParams
+    per_field = False
+
+    def __init__(self, threshold: float = 0.7, ngram: int = 5, num_perm: int = 128, seed: int = 1,
+                 recall_at_threshold: float = 0.99, bands: int = 0, rows: int = 0,
+                 fields: Sequence[str] = ("instruction", "input")):
+        if not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        if ngram < 1 or num_perm < 1:
+            raise ValueError("ngram and num_perm must be at least 1")
+        if not 0 < recall_at_threshold < 1:
+            raise ValueError(f"recall_at_threshold must be in (0, 1), got {recall_at_threshold}")
+        if (bands > 0) != (rows > 0) or bands < 0 or rows < 0 or bands * rows > num_perm:
+            raise ValueError(f"bands and rows must both be 0 (automatic) or both > 0 with bands*rows <= num_perm "
+                             f"({num_perm}); got {bands} x {rows}")
+        self.threshold, self.ngram, self.num_perm, self.seed = threshold, ngram, num_perm, seed
+        self.fields = check_fields(fields, self.name)
+        self.bands, self.rows = (bands, rows) if bands else choose_bands(threshold, num_perm, recall_at_threshold)
+        self.cache: VectorCache | None = None
+        self.details: dict = {}
+
+    def prepare(self, ctx: dict) -> None:
+        self.cache = VectorCache(ctx.get("cache_dir"), "minhash",
+                                 {"num_perm": self.num_perm, "seed": self.seed, "ngram": self.ngram,
+                                  "tokenizer": "lower \\w+ words, blake2b-64 per word", "scheme": "affine32"},
+                                 read_only=ctx.get("read_only_cache", False))
+
+    def params(self) -> dict:
+        return {"threshold": self.threshold, "ngram": self.ngram, "num_perm": self.num_perm, "seed": self.seed,
+                "bands": self.bands, "rows": self.rows, "fields": list(self.fields),
+                "candidate_probability_at_threshold": round(float(
+                    candidate_probability(self.threshold, self.bands, self.rows)), 4)}
+
+    def signatures(self, texts: Sequence[str]) -> np.ndarray:
+        """Signatures of the texts, from the cache where held; new ones are computed and cached."""
+        hasher = MinHasher(self.num_perm, self.seed, self.ngram)
+        cache = self.cache or VectorCache(None, "minhash", {})
+        keys = [VectorCache.key(t) for t in texts]
+        sig, found = cache.lookup(keys, self.num_perm, np.uint32)
+        missing = np.nonzero(~found)[0]
+        if len(missing):
+            new = hasher.signatures([texts[i] for i in missing])
+            sig[missing] = new
+            cache.add([keys[i] for i in missing], new)
+        self.details.update(signatures_cached=int(found.sum()), signatures_computed=int(len(missing)))
+        return sig
+
+    def apply(self, tasks: Iterable[Task]) -> list[Task]:
+        tasks = list(tasks)
+        todo = [t for t in tasks if t.kept]
+        texts = [joined_text(t, self.fields) for t in todo]
+        sig = self.signatures(texts)
+        valid = ~(sig == _EMPTY).all(axis=1)
+        kept, dup, best = dedup(sig, valid, self.threshold, self.bands, self.rows)
+        for i, t in enumerate(todo):
+            if not valid[i]:
+                continue
+            t.scores["minhash_jaccard"] = float(best[i])
+            if not kept[i]:
+                t.drop(f"minhash_jaccard>={self.threshold:.2f}", filter=self.name, duplicate_of=todo[dup[i]].id)
+        if self.progress is not None:
+            self.progress.update(len(todo))
+        self.details["candidates_checked_records"] = int(np.count_nonzero(best))
+        return tasks

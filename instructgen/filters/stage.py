@@ -1,0 +1,197 @@
+"""`gen curate` as a resumable stage: records in, the same records out with scores and verdicts.
+
+`curate(input_path, out, config)` validates everything first (config, each filter's needs - LanguageTool,
+models, the CMU dictionary -, the input and its fields, the output folder), then runs the chain. After each
+filter, its decisions and scores are appended to `OUT/steps.jsonl` (one fsynced line per filter), so an
+interrupted run resumes after the last finished filter; a finished one is a no-op; another config (or another
+input) is refused unless `overwrite`.
+
+The signature and embedding caches live in `OUT/.cache/` by default. `--overwrite` deletes the run folder, so
+the cache is moved aside first and put back after: changing a threshold and running again with --overwrite costs
+no hashing or encoding. `cache_dir` puts the cache elsewhere (e.g. one cache shared by several output folders).
+
+OUT holds: config.json (resolved config, input and its fingerprint), curate.yaml (the chain as a config file
+that reproduces it), versions.json, steps.jsonl, kept.jsonl, rejected.jsonl, stats.json, summary.json and the
+`completed` marker, written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..progress import table
+from ..records import Task, read_records, repair_torn_tail
+from ..rundir import RunDir, write_json
+from .chain import CurateConfig, build_filter, check_input_fields, load_config, run_step
+
+STEPS = "steps.jsonl"
+
+
+def fingerprint(tasks: list[Task]) -> str:
+    """A hash of the records' ids and texts: a changed input is a different run."""
+    h = hashlib.sha1()
+    for t in tasks:
+        h.update(t.id.encode("utf-8", "surrogatepass") + b"\x1e" + t.instruction.encode("utf-8", "surrogatepass"))
+        for i in t.instances:
+            h.update(b"\x1f" + i.input.encode("utf-8", "surrogatepass") + b"\x1f" + i.output.encode("utf-8",
+                                                                                                   "surrogatepass"))
+        h.update(b"\x1d")
+    return h.hexdigest()[:16]
+
+
+def funnel(stats: dict) -> str:
+    """The funnel table printed at the end: records into each filter, dropped, kept, seconds, why."""
+    rows = []
+    for f in stats.get("filters", []):
+        why = f.get("note") or ", ".join(f"{r} {n:,}" for r, n in sorted(f["dropped"].items(), key=lambda x: -x[1])[:3])
+        rows.append([f["name"], f["records_in"], f["dropped_total"], f["kept"], float(f["seconds"]), why])
+    rows.append(["total", stats.get("records_in", 0), stats.get("rejected", 0), stats.get("kept", 0),
+                 float(stats.get("wall_seconds", 0.0)), ""])
+    return table(rows, header=["filter", "in", "dropped", "kept", "seconds", "top reasons / note"])
+
+
+def _snapshot(tasks: list[Task]) -> list[tuple[dict, dict] | None]:
+    return [(dict(t.scores), dict(t.meta)) if t.kept else None for t in tasks]
+
+
+def _step_record(k: int, st: dict, tasks: list[Task], before: list) -> dict:
+    """What one filter did, compactly: its stats, the records it dropped, the scores and meta it set."""
+    dropped, scores, meta = [], [], []
+    for i, (t, snap) in enumerate(zip(tasks, before)):
+        if snap is None:
+            continue
+        if not t.kept:
+            dropped.append([i, t.verdict.reason, t.verdict.filter, t.verdict.duplicate_of])
+        s = {key: v for key, v in t.scores.items() if snap[0].get(key, None) != v or key not in snap[0]}
+        m = {key: v for key, v in t.meta.items() if key not in snap[1] or snap[1][key] != v}
+        if s:
+            scores.append([i, s])
+        if m:
+            meta.append([i, m])
+    return {"step": k, "name": st["name"], "stats": st, "dropped": dropped, "scores": scores, "meta": meta}
+
+
+def _replay(rec: dict, tasks: list[Task]) -> None:
+    for i, s in rec["scores"]:
+        tasks[i].scores.update(s)
+    for i, m in rec["meta"]:
+        tasks[i].meta.update(m)
+    for i, reason, flt, dup in rec["dropped"]:
+        tasks[i].drop(reason, filter=flt, duplicate_of=dup)
+
+
+def _read_steps(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    repair_torn_tail(path)
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _append_step(path: Path, rec: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _config_yaml(cfg: CurateConfig, input_label: str) -> str:
+    import yaml
+    head = (f"# gen curate: the resolved chain this folder ran on {input_label}\n"
+            "# re-run with: gen curate INPUT --out DIR --config curate.yaml\n")
+    return head + yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True, width=110)
+
+
+def _move_cache_aside(out: Path, cache: Path) -> Path | None:
+    """Before --overwrite deletes `out`, move its cache next to it; returns where (None if nothing moved)."""
+    if not cache.is_dir() or out not in cache.parents:
+        return None
+    aside = out.parent / f".{out.name}.curate-cache.{os.getpid()}"
+    os.replace(cache, aside)
+    return aside
+
+
+def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config: Any = None,
+           overwrite: bool = False, dry_run: bool = False, quiet: bool = False,
+           languagetool_url: str | None = None, cache_dir: str | os.PathLike | None = None) -> dict:
+    """Run the curation chain on `input_path` into `out`; returns the stats dict (also OUT/stats.json).
+
+    `config`: a YAML path, a dict, a CurateConfig, or None for the packaged default. With `dry_run` nothing is
+    written (the caches are read, never written) and the funnel is printed even when `quiet`."""
+    t_start = time.perf_counter()
+    cfg = load_config(config)
+    pairs = [(spec, build_filter(spec) if spec.enabled else None) for spec in cfg.filters]
+    out_path = Path(out) if out is not None else None
+    if out_path is None and not dry_run:
+        raise FileNotFoundError("--out is required (or use --dry-run)")
+    cache = Path(cache_dir) if cache_dir else (out_path / ".cache" if out_path is not None else None)
+    ctx = {"cache_dir": cache, "read_only_cache": dry_run, "quiet": quiet, "languagetool_url": languagetool_url}
+    for spec, f in pairs:  # servers, models, dictionaries: fail here, before reading a record
+        if f is not None:
+            f.prepare(ctx)
+    tasks = read_records(input_path)
+    input_label = str(Path(input_path).resolve())
+    # records that arrive rejected (a log with verdicts) were decided upstream: left out, and counted
+    already_rejected = sum(not t.kept for t in tasks)
+    tasks = [t for t in tasks if t.kept]
+    check_input_fields(pairs, tasks, str(input_path))
+    run_config = {"input": input_label, "input_fingerprint": fingerprint(tasks), **cfg.to_dict()}
+
+    rd = None
+    done_steps: list[dict] = []
+    if not dry_run:
+        rd = RunDir(out_path, "curate")
+        state = rd.check(run_config, overwrite)
+        if state == "done":
+            stats = json.loads((out_path / "stats.json").read_text(encoding="utf-8"))
+            if not quiet:
+                print(f"{out_path} is already complete; nothing to do.", file=sys.stderr)
+                print(funnel(stats))
+            return stats
+        aside = _move_cache_aside(out_path, cache) if state == "fresh" and overwrite else None
+        try:
+            rd.open(run_config, overwrite=overwrite)
+        finally:
+            if aside is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(aside, cache)
+        if state == "fresh":
+            (out_path / "curate.yaml").write_text(_config_yaml(cfg, input_label), encoding="utf-8")
+        done_steps = _read_steps(out_path / STEPS)
+        if state == "resume" and done_steps and not quiet:
+            print(f"resuming {out_path}: {len(done_steps)} of {len(pairs)} filters already done", file=sys.stderr)
+
+    filter_stats = []
+    for k, (spec, f) in enumerate(pairs):
+        if k < len(done_steps):
+            _replay(done_steps[k], tasks)
+            filter_stats.append(done_steps[k]["stats"])
+            continue
+        before = _snapshot(tasks)
+        tasks, st = run_step(spec, f, tasks, quiet=quiet)
+        filter_stats.append(st)
+        if rd is not None:
+            _append_step(out_path / STEPS, _step_record(k, st, tasks, before))
+
+    kept = [t for t in tasks if t.kept]
+    stats = {"input": input_label, "records_in": len(tasks), "kept": len(kept), "rejected": len(tasks) - len(kept),
+             "filters": filter_stats, "wall_seconds": round(time.perf_counter() - t_start, 3)}
+    if already_rejected:
+        stats["left_out_already_rejected"] = already_rejected
+    if rd is not None:
+        rd.write_output("kept.jsonl", kept)
+        rd.write_output("rejected.jsonl", [t for t in tasks if not t.kept])
+        write_json(out_path / "stats.json", stats)
+        rd.mark_completed(stats)
+    if dry_run or not quiet:
+        print(funnel(stats))
+        if rd is not None:
+            print(f"kept: {out_path / 'kept.jsonl'}  rejected: {out_path / 'rejected.jsonl'}", file=sys.stderr)
+    return stats

@@ -1,0 +1,112 @@
+"""`gen run`: seeds -> instructions -> instances -> curate -> train (with before/after evaluation) -> report,
+one run folder, each stage in its own subfolder with its own `completed` marker. Re-running the same command
+skips finished stages and resumes the one that was interrupted, at the record or checkpoint where it stopped.
+
+Stage order and folders:
+  RUN/instructions/  gen instructions   (the Self-Instruct bootstrap loop, or Alpaca's one pass)
+  RUN/instances/     gen instances      (skipped for --preset alpaca, whose records already carry instances)
+  RUN/curated/       gen curate         (the default filter chain unless run.yaml names another)
+  RUN/train/         gen train          (adapter, metrics.json, eval.jsonl)
+  RUN/report.html    gen report
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, build, doc, load_yaml
+from .rundir import RunDir, write_json
+
+
+@dataclass
+class RunConfig:
+    """`gen run`: shared choices, plus per-stage overrides (each a mapping of that stage's own options)."""
+
+    num: int = doc("instructions to keep", default=30)
+    seeds: str | None = doc("seed file; None = packaged seeds", default=None)
+    teacher: str = doc("teacher spec for generation", default="smollm2-135m")
+    student: str = doc("student model spec for training", default="smollm2-135m")
+    preset: str = doc("self-instruct | alpaca", default="self-instruct")
+    seed: int = doc("random seed for every stage", default=42)
+    train: bool = doc("train and evaluate the student (false stops after curation)", default=True)
+    instructions: dict = doc("GenerationConfig overrides for gen instructions", default_factory=dict)
+    instances: dict = doc("InstancesConfig overrides for gen instances", default_factory=dict)
+    curate: dict = doc("curate config overrides (same keys as gen curate's YAML)", default_factory=dict)
+    training: dict = doc("TrainConfig overrides for gen train", default_factory=dict)
+
+
+def run_config(flags: dict[str, Any], config_file: str | None) -> RunConfig:
+    file_values = load_yaml(config_file) if config_file else {}
+    cfg = build(RunConfig, [(f"--config {config_file}", file_values), ("flags", flags)])
+    if cfg.preset not in ("self-instruct", "alpaca"):
+        raise ConfigError(f"preset '{cfg.preset}': choose self-instruct or alpaca")
+    return cfg
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"\n== {msg}", file=sys.stderr, flush=True)
+
+
+def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet: bool = False) -> dict:
+    """Run or resume every stage into `out`; returns {stage: summary}. Validation happens before any model call."""
+    from .config import generation_config
+    from .generator.bootstrap import generate_instructions
+    from .generator.instances import InstancesConfig, generate_instances
+    from .filters.chain import curate
+    from .trainer import TrainConfig, train
+    from .report import write_report
+
+    out = Path(out)
+    gen_cfg = generation_config(dict(cfg.instructions, num=cfg.num, seeds=cfg.seeds, teacher=cfg.teacher,
+                                     preset=cfg.preset, seed=cfg.seed))
+    inst_cfg = build(InstancesConfig, [("instances", dict(cfg.instances, teacher=cfg.teacher, seed=cfg.seed)
+                                        if "seed" in InstancesConfig.__dataclass_fields__
+                                        else dict(cfg.instances, teacher=cfg.teacher))])
+    train_cfg = build(TrainConfig, [("training", dict(cfg.training, student=cfg.student, seed=cfg.seed)
+                                     if "seed" in TrainConfig.__dataclass_fields__
+                                     else dict(cfg.training, student=cfg.student))])
+    from dataclasses import asdict
+    top = RunDir(out, "run")
+    top.open(asdict(cfg), overwrite=overwrite)  # refuses a different config before any stage starts
+    t0 = time.perf_counter()
+    summaries: dict[str, Any] = {}
+
+    _say(f"1/5 instructions -> {out / 'instructions'}", quiet)
+    summaries["instructions"] = generate_instructions(gen_cfg, out / "instructions", overwrite=overwrite, quiet=quiet)
+    data = out / "instructions"
+    if cfg.preset != "alpaca":
+        _say(f"2/5 instances -> {out / 'instances'}", quiet)
+        summaries["instances"] = generate_instances(inst_cfg, data, out / "instances", overwrite=overwrite,
+                                                    quiet=quiet)
+        data = out / "instances"
+    _say(f"3/5 curate -> {out / 'curated'}", quiet)
+    summaries["curate"] = curate(data, out / "curated", config=cfg.curate or None, overwrite=overwrite, quiet=quiet)
+    if cfg.train:
+        _say(f"4/5 train -> {out / 'train'}", quiet)
+        summaries["train"] = train(train_cfg, out / "curated", out / "train", overwrite=overwrite, quiet=quiet)
+    _say(f"5/5 report -> {out / 'report.html'}", quiet)
+    report = write_report(out, out / "report.html")
+    summaries["wall_seconds_this_session"] = round(time.perf_counter() - t0, 1)
+    top.mark_completed({k: v for k, v in summaries.items()})
+    write_json(out / "summary.json", summaries)
+    if not quiet:
+        print(where(out, report), file=sys.stderr)
+    return summaries
+
+
+def where(out: Path, report: Path) -> str:
+    lines = ["", "Done. Where things are:",
+             f"  dataset (curated)      {out / 'curated' / 'kept.jsonl'}",
+             f"  dropped, with reasons  {out / 'curated' / 'rejected.jsonl'}"]
+    if (out / "train").exists():
+        lines += [f"  adapter                {out / 'train' / 'adapter'}",
+                  f"  before/after metrics   {out / 'train' / 'metrics.json'}",
+                  f"  before/after answers   {out / 'train' / 'eval.jsonl'}"]
+    lines += [f"  report                 {report}",
+              f"  export for a trainer   gen export {out / 'curated'} --format messages --out train.jsonl"]
+    return "\n".join(lines)

@@ -1,0 +1,371 @@
+"""`gen publish`: a run's most processed data as a Hugging Face dataset, with a card that says how it was made.
+
+Everything is built locally first, in the layout `DatasetDict.push_to_hub` uses: `data/<split>-00000-of-0000N
+.parquet`, a README.md whose YAML holds the license, tags, `configs` and `dataset_info`, the run's configs and
+stats under `instructgen/`, and the report's figures under `figures/`. The upload is then a single
+`create_commit`: the Hub applies a commit whole or not at all, so a failed upload publishes nothing and
+re-running the same command finishes the job. `--dry-run` / `--local-dir` stop after the local build and need
+no token; `datasets.load_dataset(DIR)` reads the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, doc
+from .records import RecordError, Task
+from .report.collect import RunData, Stage, generation_facts, load_run, reproduce_commands, versions
+from .rundir import RunDirError, write_json
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+MANIFEST = "instructgen/manifest.json"  # written last into every build; marks a folder as ours to replace
+OWNED = ("data/", "figures/", "instructgen/", "README.md", "report.html")  # remote files a publish replaces
+BASE_COLUMNS = [("id", "string", "example id: the task id, with -N for the N-th instance of a multi-instance task"),
+                ("instruction", "string", "the task instruction"),
+                ("input", "string", "the instance input (empty when the task needs none)"),
+                ("output", "string", "the instance output written by the teacher"),
+                ("messages", "list of {role, content}", "the example as a chat: user turn (instruction and input, "
+                 "rendered with instructgen's user_turn template) and assistant turn (output)"),
+                ("source", "string", "generated, seed or imported")]
+SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+
+
+class PublishError(ConfigError):
+    """A publish that cannot go ahead (no token, nothing to publish, upload failed); one clear line."""
+
+
+@dataclass
+class PublishConfig:
+    """`gen publish` options."""
+
+    repo: str = doc("OWNER/NAME of the dataset repository on the Hub")
+    private: bool = doc("create the repository private (an existing public one is refused)", default=False)
+    split_test: float = doc("fraction of tasks held out as a test split, 0 = train only; the split is by task, "
+                            "so no instruction is in both", default=0.0)
+    seed: int = doc("random seed of the test split", default=42)
+    license: str = doc("license in the card metadata (the teacher's terms of use also apply)",
+                       default="apache-2.0")
+    language: str = doc("language code in the card metadata", default="en")
+    pretty_name: str | None = doc("title of the card; None = the repository name", default=None)
+
+    def validate(self) -> None:
+        if not REPO_ID.match(self.repo or ""):
+            raise ConfigError(f"--repo {self.repo!r}: expected OWNER/NAME (letters, digits, '-', '_', '.')")
+        if not 0 <= self.split_test < 1:
+            raise ConfigError(f"--split-test {self.split_test}: must be in [0, 1)")
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+def hub_token() -> str:
+    """The Hub token from HF_TOKEN or the token file `hf auth login` writes; never printed or written."""
+    from huggingface_hub import get_token
+    token = get_token()
+    if not token:
+        raise PublishError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token); "
+                           "--dry-run or --local-dir DIR build the files without one")
+    return token
+
+
+def check_run(run: RunData) -> Stage:
+    """The stage to publish; refuses a run with an unfinished stage, or one with nothing to train on."""
+    if run.run_config is not None and not (run.root / "completed").exists():
+        raise RunDirError(f"the run {run.root} is not complete (no `completed` marker); re-run `gen run` with "
+                          f"the same arguments to finish it, or publish one finished stage folder "
+                          f"(e.g. gen publish {run.root / 'curated'})")
+    if run.incomplete:
+        names = ", ".join(f"{s.kind} ({s.path})" for s in run.incomplete)
+        raise RunDirError(f"the run is not complete: {names} has no `completed` marker; re-run its command to "
+                          f"finish it, or publish one finished stage folder (e.g. gen publish RUN/curated)")
+    st = run.final()
+    if st is None:
+        raise RecordError(run.root, None, "no data stage to publish (instructions/, instances/ or curated/)")
+    if not any(i.output.strip() for t in st.kept for i in t.instances):
+        raise PublishError(f"{st.path}: its {len(st.kept)} kept records have no instance outputs, so there is "
+                           f"nothing to train on; run `gen instances` on it first (only the alpaca preset writes "
+                           f"outputs with the instructions)")
+    return st
+
+
+# ------------------------------------------------------------------------------------------------ dataset
+
+def _score_columns(tasks: list[Task]) -> list[str]:
+    """Numeric score names present on any kept task (a name with a non-numeric value anywhere is left out)."""
+    seen: dict[str, bool] = {}
+    for t in tasks:
+        for k, v in t.scores.items():
+            ok = isinstance(v, (int, float)) or v is None
+            seen[k] = seen.get(k, True) and ok
+    return sorted(k for k, ok in seen.items() if ok)
+
+
+def column_name(score: str) -> str:
+    return "score_" + re.sub(r"[^0-9A-Za-z_]", "_", score)
+
+
+def split_tasks(tasks: list[Task], fraction: float, seed: int) -> dict[str, list[Task]]:
+    """{"train": ..., "test": ...} by task id (sorted, then shuffled with `seed`): order-independent."""
+    if fraction <= 0:
+        return {"train": tasks}
+    ids = sorted(t.id for t in tasks)
+    random.Random(seed).shuffle(ids)
+    n_test = max(1, round(fraction * len(ids)))
+    if n_test >= len(ids):
+        raise PublishError(f"--split-test {fraction}: {len(ids)} tasks leave none for train")
+    test = set(ids[:n_test])
+    return {"train": [t for t in tasks if t.id not in test], "test": [t for t in tasks if t.id in test]}
+
+
+def build_dataset(tasks: list[Task], cfg: PublishConfig):
+    """A DatasetDict with the documented schema: id, instruction, input, output, messages, source, score_*."""
+    import datasets
+    from .examples import iter_examples
+
+    # only tasks with an answer to train on take part in the split, so neither split can come out empty
+    tasks = [t for t in tasks if t.kept and any(i.output.strip() for i in t.instances)]
+    scores = _score_columns(tasks)
+    features = datasets.Features({
+        "id": datasets.Value("string"), "instruction": datasets.Value("string"),
+        "input": datasets.Value("string"), "output": datasets.Value("string"),
+        "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
+        "source": datasets.Value("string"), **{column_name(s): datasets.Value("float64") for s in scores}})
+    splits = {}
+    for name, part in split_tasks(tasks, cfg.split_test, cfg.seed).items():
+        cols: dict[str, list] = {k: [] for k in features}
+        current: dict[str, Task] = {}
+
+        def feed(ts=part):  # iter_examples pulls the next task only after yielding all of the current one's
+            for t in ts:
+                current["task"] = t
+                yield t
+
+        for ex in iter_examples(feed()):
+            t = current["task"]
+            for k in ("id", "instruction", "input", "output", "messages"):
+                cols[k].append(ex[k])
+            cols["source"].append(t.source)
+            for s in scores:
+                v = t.scores.get(s)
+                cols[column_name(s)].append(None if v is None else float(v))
+        splits[name] = datasets.Dataset.from_dict(cols, features=features)
+    return datasets.DatasetDict(splits), scores
+
+
+def write_shards(dd, folder: Path) -> dict[str, Any]:
+    """Parquet shards named and sized as `push_to_hub` names them; returns the split infos for the card."""
+    from datasets import config as dconfig
+    from datasets.splits import SplitInfo
+    from datasets.utils.py_utils import convert_file_size_to_int
+
+    max_shard = convert_file_size_to_int(dconfig.MAX_SHARD_SIZE)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    infos, download = {}, 0
+    for split, ds in dd.items():
+        nbytes = ds.data.nbytes
+        n = int(nbytes / max_shard) + 1
+        for i in range(n):
+            p = folder / "data" / f"{split}-{i:05d}-of-{n:05d}.parquet"
+            ds.shard(num_shards=n, index=i, contiguous=True).to_parquet(str(p))
+            download += p.stat().st_size
+        infos[split] = SplitInfo(name=split, num_bytes=nbytes, num_examples=len(ds))
+    return {"splits": infos, "download_size": download}
+
+
+def card_metadata(dd, shards: dict, run: RunData, cfg: PublishConfig) -> str:
+    """The card's YAML: license, language, task_categories, size_categories, tags, and the `configs` and
+    `dataset_info` blocks `push_to_hub` writes (so `load_dataset` finds the splits and features)."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    n = sum(len(ds) for ds in dd.values())
+    size = next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>100M")
+    presets = sorted({str(s.config.get("preset")) for s in run.stages.values() if s.config.get("preset")})
+    tags = ["synthetic", "instruction-tuning", "instructgen"] + presets
+    card = DatasetCardData(license=cfg.license, language=[cfg.language], task_categories=["text-generation"],
+                           size_categories=[size], tags=tags, pretty_name=cfg.pretty_name or cfg.repo.split("/")[1])
+    info = DatasetInfo(config_name="default", features=next(iter(dd.values())).features, splits=SplitDict(),
+                       download_size=shards["download_size"], dataset_size=0)
+    for si in shards["splits"].values():
+        info.splits.add(si)
+        info.dataset_size += si.num_bytes
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card)
+    MetadataConfigs({"default": {"data_files": [{"split": s, "path": f"data/{s}-*"} for s in dd]}}
+                    ).to_dataset_card_data(card)
+    return card.to_yaml()
+
+
+# ------------------------------------------------------------------------------------------------- build
+
+def write_run_files(run: RunData, folder: Path) -> None:
+    """The run's own record of itself beside the data: per stage config.json, config.yaml (the resolved config
+    as `--config` input), summary, versions, stats, metrics and templates."""
+    import yaml
+    for kind, st in run.stages.items():
+        d = folder / "instructgen" / kind
+        d.mkdir(parents=True, exist_ok=True)
+        names = ["config.json", "summary.json", "versions.json", "stats.json", "metrics.json"]
+        names += sorted(p.name for p in st.path.glob("*.yaml"))  # a stage's own --config file (curate.yaml)
+        for name in names:
+            if (st.path / name).is_file():
+                shutil.copyfile(st.path / name, d / name)
+        if not (d / "config.yaml").exists():
+            (d / "config.yaml").write_text(yaml.safe_dump(st.config, sort_keys=False, allow_unicode=True),
+                                           encoding="utf-8")
+        for t in st.templates:
+            (d / "templates").mkdir(exist_ok=True)
+            shutil.copyfile(t, d / "templates" / t.name)
+    if run.run_config is not None:
+        d = folder / "instructgen" / "run"
+        d.mkdir(parents=True, exist_ok=True)
+        write_json(d / "config.json", run.run_config)
+        if isinstance(run.run_config.get("config"), dict):
+            (d / "config.yaml").write_text(yaml.safe_dump(run.run_config["config"], sort_keys=False), encoding="utf-8")
+
+
+def build(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> dict:
+    """Write every file of the upload into an empty `folder`; returns the manifest."""
+    from . import __version__
+    from .report import build_figures, write_figures, write_report
+    from .report.figures import funnel_steps
+    from .templates import load_template
+
+    import datasets
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # "Creating parquet from Arrow format" per shard says nothing useful here
+    try:
+        dd, scores = build_dataset(stage.kept, cfg)
+        shards = write_shards(dd, folder)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    write_run_files(run, folder)
+    figs, notes = build_figures(run)
+    figures = write_figures(figs, folder / "figures")
+    write_report(run.root, folder / "report.html", run=run, figures=(figs, notes))
+    columns = BASE_COLUMNS + [(column_name(s), "float64", f"`{s}` score stored by the filter that computed it "
+                               f"(null when the record has none)") for s in scores]
+    sizes = [(s, len(ds)) for s, ds in dd.items()]
+    card = load_template("dataset_card.md").render(
+        metadata=card_metadata(dd, shards, run, cfg).strip(), pretty_name=cfg.pretty_name or cfg.repo.split("/")[1],
+        repo=cfg.repo, n_examples=sum(n for _, n in sizes), split_sizes=sizes,
+        n_tasks=sum(1 for t in stage.kept if t.kept and any(i.output.strip() for i in t.instances)),
+        final_kind=stage.kind, tool_version=__version__, facts=generation_facts(run), missing=run.missing,
+        steps=funnel_steps(run), figures=figures, columns=columns, commands=reproduce_commands(run),
+        versions=sorted(versions(run).items()), has_stats=(stage.stats is not None), split_test=cfg.split_test,
+        seed=cfg.seed, test_note=("The test split holds whole tasks (seed %d), so no instruction is in both "
+                                  "splits." % cfg.seed) if cfg.split_test else "")
+    (folder / "README.md").write_text(card + ("\n" if not card.endswith("\n") else ""), encoding="utf-8")
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    manifest = {"tool": "instructgen", "version": __version__, "repo": cfg.repo, "run": run.root.name,
+                "stage": stage.kind, "splits": dict(sizes), "files": files + [MANIFEST]}
+    write_json(folder / MANIFEST, manifest)
+    return manifest
+
+
+def build_into(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> dict:
+    """Build into `folder` atomically (a sibling temp folder renamed into place); an existing folder is
+    replaced only when it is an earlier build of ours, otherwise refused."""
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MANIFEST).is_file())):
+        raise FileExistsError(f"--local-dir {folder} exists and is not an earlier `gen publish` build; choose an "
+                              f"empty or new folder (nothing was written)")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+    try:
+        manifest = build(run, stage, cfg, tmp)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------ upload
+
+@contextlib.contextmanager
+def _online():
+    """`gen` sets HF_HUB_OFFLINE=1 for every command; the upload is the one step that must reach the Hub."""
+    from huggingface_hub import constants
+    old = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = False
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old
+
+
+def upload(folder: Path, cfg: PublishConfig, token: str, attempts: int = 3, wait_s: float = 2.0) -> str:
+    """Upload a built folder as one commit (stale files of an earlier publish deleted in the same commit);
+    retries transient failures; returns the commit URL. The endpoint is HF_ENDPOINT when set."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    local = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    for attempt in range(1, attempts + 1):
+        try:
+            with _online():
+                api = HfApi(endpoint=endpoint, token=token, library_name="instructgen")
+                api.create_repo(cfg.repo, repo_type="dataset", private=cfg.private, exist_ok=True)
+                info = api.repo_info(cfg.repo, repo_type="dataset")
+                if cfg.private and not getattr(info, "private", False):
+                    raise PublishError(f"--private: {cfg.repo} already exists and is public; nothing was uploaded")
+                remote = api.list_repo_files(cfg.repo, repo_type="dataset")
+                stale = [p for p in remote if p.startswith(OWNED) and p not in local]
+                ops = ([CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in local] +
+                       [CommitOperationDelete(path_in_repo=p) for p in stale])
+                commit = api.create_commit(cfg.repo, operations=ops, repo_type="dataset",
+                                           commit_message="Publish dataset with instructgen")
+                return commit.commit_url
+        except PublishError:
+            raise
+        except Exception as e:  # noqa: BLE001 - only HTTP and network errors are handled, the rest re-raised
+            if not (isinstance(e, (HfHubHTTPError, OSError)) or _is_network_error(e)):
+                raise
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            transient = status is None or status in (408, 409, 412, 429) or status >= 500
+            msg = str(e).replace(token, "***").splitlines()[0][:300]
+            if not transient or attempt == attempts:
+                raise PublishError(f"upload to {cfg.repo} failed ({type(e).__name__}: {msg}); nothing was "
+                                   f"half-published (a commit is all or nothing): re-run the same command to "
+                                   f"finish") from None
+            time.sleep(wait_s * attempt)
+    raise AssertionError("unreachable")
+
+
+def _is_network_error(e: Exception) -> bool:
+    """A transport error of the HTTP client huggingface_hub uses (httpx or its fork), without importing it."""
+    return any(c.__module__.split(".")[0] in ("httpx", "httpx2", "requests", "urllib3") for c in type(e).__mro__)
+
+
+def publish(run_dir: str | os.PathLike, cfg: PublishConfig, local_dir: str | os.PathLike | None = None,
+            dry_run: bool = False) -> tuple[Path | None, str | None, dict]:
+    """Check, build, and (unless dry_run or local_dir) upload. Returns (local folder or None, commit URL or None,
+    manifest). The token is checked before any work when uploading."""
+    cfg.validate()
+    token = None if (dry_run or local_dir) else hub_token()
+    run = load_run(run_dir)
+    stage = check_run(run)
+    if dry_run or local_dir:
+        folder = Path(local_dir) if local_dir else Path(run_dir) / "publish"
+        return folder, None, build_into(run, stage, cfg, folder)
+    with tempfile.TemporaryDirectory(prefix="instructgen-publish-") as tmp:
+        folder = Path(tmp) / "build"
+        folder.mkdir()
+        manifest = build(run, stage, cfg, folder)
+        url = upload(folder, cfg, token)
+    return None, url, manifest
+

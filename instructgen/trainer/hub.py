@@ -1,0 +1,149 @@
+"""`gen train --push-to-hub REPO`: upload the adapter folder with a model card, as one commit.
+
+The token comes from the environment only (HF_TOKEN, or HUGGING_FACE_HUB_TOKEN), is checked before training
+starts, and is never printed or written. `gen` runs offline (HF_HUB_OFFLINE=1); the upload is the one step
+allowed to reach the Hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+
+from ..config import ConfigError
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+# Hub ids of the embedded students, for the card's `base_model`.
+EMBEDDED_HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+class HubError(ConfigError):
+    """The upload cannot go ahead or failed; one clear line, the token never in it."""
+
+
+def check_repo(repo: str) -> None:
+    if not REPO_ID.match(repo or ""):
+        raise HubError(f"--push-to-hub {repo!r}: expected OWNER/NAME (letters, digits, '-', '_', '.')")
+
+
+def hub_token() -> str:
+    """The write token from the environment; a clear error naming the variables when it is missing."""
+    for var in TOKEN_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    raise HubError(f"--push-to-hub needs a Hugging Face write token in the environment ({' or '.join(TOKEN_VARS)}); "
+                   "nothing was trained or uploaded")
+
+
+def base_model_id(student: str, adapter: Path) -> str | None:
+    """A hub id for the card's base_model: known for embedded students and hub-id specs, else None."""
+    if student in EMBEDDED_HUB_IDS:
+        return EMBEDDED_HUB_IDS[student]
+    if REPO_ID.match(student) and not Path(student).exists():
+        return student
+    return None
+
+
+def model_card(run_dir: str | os.PathLike, repo: str) -> str:
+    """README.md for the adapter: metadata, how it was trained, before/after held-out numbers, how to load it."""
+    run = Path(run_dir)
+    cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    versions = json.loads((run / "versions.json").read_text(encoding="utf-8"))
+    tr, b, a = metrics["train"], metrics["before"], metrics["after"]
+    base = base_model_id(cfg["student"], run / "adapter")
+    meta = ["---", "library_name: peft", "pipeline_tag: text-generation",
+            "tags:", "- instructgen", "- lora", "- sft", "- trl"] + (["- qlora"] if tr["quantization"] == "nf4" else [])
+    if base:
+        meta.append(f"base_model: {base}")
+    meta.append("---")
+    load_base = base or cfg["student"]
+    body = f"""
+# {repo.split('/')[-1]}
+
+A LoRA adapter{' (QLoRA, 4-bit NF4 base)' if tr['quantization'] == 'nf4' else ''} for `{load_base}`, trained with
+instructgen's `gen train` (trl SFTTrainer + peft) on {tr['examples']:,} instruction examples.
+Loss was on the response tokens only; the response ends with the EOS token `{_eos(run)}`, which was trained.
+
+## Held-out evaluation ({tr['heldout_examples']} examples)
+
+| | loss | perplexity |
+| --- | ---: | ---: |
+| before (base) | {b['loss']:.4f} | {b['perplexity']:.2f} |
+| after | {a['loss']:.4f} | {a['perplexity']:.2f} |
+
+## Training
+
+| setting | value |
+| --- | --- |
+| LoRA | r {cfg['lora_r']}, alpha {cfg['lora_alpha']}, dropout {cfg['lora_dropout']}, {cfg['lora_target_modules']} |
+| optimizer | {tr['optim']}, lr {cfg['learning_rate']:g} ({cfg['lr_scheduler']}, warmup {cfg['warmup_ratio']:g}), max grad norm {cfg['max_grad_norm']:g} |
+| batch | {cfg['batch_size']} x {cfg['grad_accum']} accumulation |
+| steps | {tr['steps']} ({tr['epochs']} epochs), max sequence length {cfg['max_seq_length']} |
+| base | {tr['quantization']}, compute {tr['compute_dtype']}, on {tr['device']} |
+| libraries | transformers {versions.get('transformers', '?')}, trl {versions.get('trl', '?')}, peft {versions.get('peft', '?')}, torch {versions.get('torch', '?')} |
+
+## Use
+
+```python
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoTokenizer
+
+model = AutoPeftModelForCausalLM.from_pretrained("{repo}")
+tokenizer = AutoTokenizer.from_pretrained("{repo}")  # carries the chat template used in training
+messages = [{{"role": "user", "content": "Give three tips for staying healthy."}}]
+ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+print(tokenizer.decode(model.generate(ids, max_new_tokens=128)[0][ids.shape[1]:], skip_special_tokens=True))
+```
+"""
+    return "\n".join(meta) + "\n" + body
+
+
+def _eos(run: Path) -> str:
+    info = run / "adapter" / "training_info.json"
+    return json.loads(info.read_text(encoding="utf-8")).get("eos_token", "?") if info.exists() else "?"
+
+
+def upload_files(run_dir: str | os.PathLike, repo: str) -> Path:
+    """Write the model card into the adapter folder; returns the folder that is uploaded whole."""
+    adapter = Path(run_dir) / "adapter"
+    (adapter / "README.md").write_text(model_card(run_dir, repo), encoding="utf-8")
+    return adapter
+
+
+@contextlib.contextmanager
+def _online():
+    """Lift `gen`'s HF_HUB_OFFLINE=1 for the upload calls only."""
+    from huggingface_hub import constants
+    old = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = False
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old
+
+
+def push_adapter(run_dir: str | os.PathLike, repo: str, token: str, private: bool = False, api=None) -> str:
+    """Upload the adapter (weights, tokenizer, chat template, card) as one commit; returns the commit URL.
+    `api` is an HfApi-like object (tests pass a recorder; the Hub is not reachable from CI)."""
+    check_repo(repo)
+    folder = upload_files(run_dir, repo)
+    if api is None:
+        from huggingface_hub import HfApi
+        api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token, library_name="instructgen")
+    try:
+        with _online():
+            api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+            info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
+                                     commit_message="Upload LoRA adapter trained with instructgen")
+    except HubError:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported in one line with the token masked
+        msg = str(e).replace(token, "***").splitlines()[0][:300] if str(e) else ""
+        raise HubError(f"upload to {repo} failed ({type(e).__name__}: {msg}); the adapter is in {folder}, "
+                       "re-run with --push-to-hub to retry") from None
+    return str(getattr(info, "commit_url", info))

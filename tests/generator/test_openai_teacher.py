@@ -1,0 +1,265 @@
+"""The openai teacher against real HTTP servers on 127.0.0.1: a fault-injecting one here (retries, backoff,
+Retry-After, bounded concurrency, 4xx, the API key), and serve.py with the embedded model in test_serve.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from instructgen.generator.openai_teacher import (OpenAITeacher, TeacherRequestError, parse_openai_spec,
+                                                  _retry_after)
+from instructgen.generator.teachers import Sampling, TeacherSpecError, make_teacher, validate_spec
+
+SECRET = "sk-test-4f9a1c0e-never-print-me"
+GREEDY = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=8, presence_penalty=0.0)
+
+
+class FaultServer:
+    """A scripted OpenAI-compatible server. `script` is consumed one action per request, in arrival order:
+    ("status", code, headers, body_dict) | ("hang", seconds) | ("ok",); when it runs out every request is "ok".
+    An "ok" answer echoes the prompt (or the last message) after `hold(prompt)` seconds."""
+
+    def __init__(self, script=(), hold=lambda prompt: 0.0):
+        self.script, self.hold = list(script), hold
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []  # time, path, authorization, body, client port
+        self.in_flight = self.max_in_flight = 0
+        srv = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with srv.lock:
+                    srv.requests.append({"t": time.monotonic(), "path": self.path, "body": body,
+                                         "auth": self.headers.get("Authorization"), "port": self.client_address[1]})
+                    action = srv.script.pop(0) if srv.script else ("ok",)
+                    srv.in_flight += 1
+                    srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+                try:
+                    self.act(action, body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # a client that timed out has gone
+                finally:
+                    with srv.lock:
+                        srv.in_flight -= 1
+
+            def act(self, action, body):
+                if action[0] == "hang":
+                    time.sleep(action[1])
+                    self.close_connection = True
+                    return self.reply(200, {}, {"choices": [{"text": "too late", "finish_reason": "stop"}]})
+                if action[0] == "status":
+                    return self.reply(action[1], action[2], action[3])
+                prompt = body.get("prompt") or body["messages"][-1]["content"]
+                time.sleep(srv.hold(prompt))
+                chat = self.path.endswith("/chat/completions")
+                choice = ({"message": {"role": "assistant", "content": f"echo:{prompt}"}} if chat
+                          else {"text": f"echo:{prompt}"})
+                self.reply(200, {}, {"choices": [dict(choice, index=0, finish_reason="stop")],
+                                     "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+
+            def reply(self, code, headers, data):
+                raw = json.dumps(data).encode()
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def teacher(url, **kw) -> OpenAITeacher:
+    kw = {"max_attempts": 6, "backoff_s": 0.1, "timeout_s": 0.5, **kw}
+    return OpenAITeacher(url, "m", **kw)
+
+
+# -- spec parsing and the pure request/response mapping ---------------------------------------------------
+
+def test_spec_forms():
+    assert parse_openai_spec("http://127.0.0.1:8000/v1@smollm2") == ("http://127.0.0.1:8000/v1", "smollm2")
+    assert parse_openai_spec("openai:https://api.example.com/v1/@org/model:7b") == (
+        "https://api.example.com/v1", "org/model:7b")
+    t = make_teacher("openai:http://127.0.0.1:9/v1@tiny")
+    assert (t.base_url, t.model, t.name) == ("http://127.0.0.1:9/v1", "tiny", "openai:http://127.0.0.1:9/v1@tiny")
+    validate_spec("openai:http://localhost:8000/v1@x")
+
+
+@pytest.mark.parametrize("spec, why", [
+    ("openai:http://127.0.0.1:8000/v1", "expected BASE_URL@MODEL"),
+    ("openai:http://127.0.0.1:8000/v1@", "expected BASE_URL@MODEL"),
+    ("openai:127.0.0.1:8000@m", "not an http(s) URL"),
+    ("openai:ftp://host/v1@m", "not an http(s) URL"),
+    ("openai:http://user:sk-123@host/v1@m", "credentials in the URL"),
+    ("openai:http://host:99999/v1@m", "bad port"),
+    ("openai:http://host/v1?x=1@m", "no query"),
+])
+def test_bad_specs_show_the_accepted_form(spec, why):
+    with pytest.raises(TeacherSpecError) as e:
+        validate_spec(spec)
+    assert why in str(e.value) and "openai:BASE_URL@MODEL" in str(e.value)
+    assert "sk-123" not in str(e.value)
+
+
+def test_request_body_maps_sampling_and_caps_stops():
+    t = OpenAITeacher("http://h/v1", "m")
+    s = Sampling(temperature=0.7, top_p=0.5, max_new_tokens=64, presence_penalty=2.0,
+                 stop=("\n\n", "\n16", "16.", "16 .", "###"), seed=7)
+    path, body = t.request_body("1. a\n2.", s)
+    assert path == "/completions"
+    assert body == {"model": "m", "prompt": "1. a\n2.", "max_tokens": 64, "temperature": 0.7, "top_p": 0.5,
+                    "presence_penalty": 2.0, "stop": ["\n\n", "\n16", "16.", "16 ."], "seed": 7}
+    path, body = t.request_body([{"role": "user", "content": "hi"}], GREEDY)
+    assert path == "/chat/completions"
+    assert body == {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8,
+                    "temperature": 0.0, "top_p": 1.0}
+
+
+def test_to_completion_stop_cut_finish_reason_and_missing_usage():
+    stops = ("\n\n", "a", "b", "c", "###")  # "###" is beyond the 4 the API takes: cut here
+    c = OpenAITeacher.to_completion({"choices": [{"text": "one\ntwo###three", "finish_reason": "length"}]},
+                                    stops, chat=False)
+    assert (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) == ("one\ntwo", "stop", 0, 0)
+    c = OpenAITeacher.to_completion({"choices": [{"message": {"content": "xyz"}, "finish_reason": "length"}],
+                                     "usage": {"prompt_tokens": 11, "completion_tokens": 4}}, (), chat=True)
+    assert (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) == ("xyz", "length", 11, 4)
+    with pytest.raises(TeacherRequestError, match="unexpected response shape"):
+        OpenAITeacher.to_completion({"choices": []}, (), chat=False)
+
+
+def test_retry_after_forms():
+    assert _retry_after("2") == 2.0 and _retry_after("0.5") == 0.5 and _retry_after(None) is None
+    assert _retry_after("soon") is None
+    assert 0 <= _retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))) <= 31
+
+
+# -- real HTTP: faults, retries, concurrency, keys --------------------------------------------------------
+
+def test_retries_429_500_503_and_a_hang_then_succeeds(caplog):
+    caplog.set_level(logging.DEBUG)
+    script = [("status", 429, {"Retry-After": "1"}, {"error": {"message": "slow down"}}),
+              ("status", 500, {}, {"error": {"message": "boom"}}),
+              ("status", 503, {}, {"error": {"message": "overloaded"}}),
+              ("hang", 1.5)]
+    with FaultServer(script) as srv:
+        t = teacher(srv.url)
+        [c] = t.generate(["hello"], GREEDY)
+    assert (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) == ("echo:hello", "stop", 3, 2)
+    assert len(srv.requests) == 5 and t.stats["retries"] == 4
+    gaps = [b["t"] - a["t"] for a, b in zip(srv.requests, srv.requests[1:])]
+    assert gaps[0] >= 0.95  # Retry-After: 1 honoured
+    assert gaps[1] >= 0.1 and gaps[2] >= 0.2  # backoff 0.1 * 2^(k-1), half of it fixed, half jitter
+    assert gaps[3] >= 0.5 + 0.4  # the hang: the client's 0.5 s timeout, then backoff of at least 0.4
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 4
+    for w, what in zip(warnings, ["HTTP 429: slow down", "HTTP 500: boom", "HTTP 503: overloaded", "TimeoutError"]):
+        assert what in w and srv.url in w
+
+
+def test_gives_up_after_max_attempts_naming_url_and_last_status():
+    with FaultServer([("status", 503, {}, {"error": {"message": "overloaded"}})] * 10) as srv:
+        with pytest.raises(TeacherRequestError) as e:
+            teacher(srv.url, max_attempts=3, backoff_s=0.01).generate(["x"], GREEDY)
+    assert len(srv.requests) == 3
+    msg = str(e.value)
+    assert f"{srv.url}/completions" in msg and "3 attempts" in msg and "HTTP 503: overloaded" in msg
+
+
+def test_connection_refused_is_retried_then_named():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(TeacherRequestError) as e:
+        teacher(f"http://127.0.0.1:{port}/v1", max_attempts=2, backoff_s=0.01).generate(["x"], GREEDY)
+    assert f"127.0.0.1:{port}/v1/completions" in str(e.value) and "ConnectionRefusedError" in str(e.value)
+
+
+def test_400_fails_at_once_with_the_server_message_and_cancels_the_rest():
+    script = [("status", 400, {}, {"error": {"message": "'stop' may hold at most 4 strings"}})]
+    with FaultServer(script, hold=lambda p: 0.2) as srv:
+        t = teacher(srv.url, max_concurrency=2)
+        with pytest.raises(TeacherRequestError) as e:
+            t.generate([f"p{i}" for i in range(20)], GREEDY)
+        time.sleep(0.3)  # let an in-flight request land before counting
+    assert "HTTP 400: 'stop' may hold at most 4 strings" in str(e.value)
+    assert t.stats["retries"] == 0
+    assert len(srv.requests) <= 4  # the 18 queued prompts were never sent
+
+
+def test_bounded_concurrency_and_callers_order():
+    hold = lambda p: 0.1 + 0.05 * (int(p[1:]) % 3)  # uneven latencies: answers arrive out of order
+    with FaultServer(hold=hold) as srv:
+        t = teacher(srv.url, max_concurrency=3)
+        prompts = [f"p{i}" for i in range(12)] + [[{"role": "user", "content": "p12"}]]
+        out = t.generate(prompts, GREEDY)
+    assert [c.text for c in out] == [f"echo:p{i}" for i in range(13)]
+    assert srv.max_in_flight == 3
+    assert [r["path"] for r in srv.requests].count("/v1/chat/completions") == 1
+
+
+def test_connections_are_kept_alive():
+    with FaultServer() as srv:
+        t = teacher(srv.url, max_concurrency=1)
+        t.generate(["a", "b", "c"], GREEDY)
+        t.generate(["d"], GREEDY)
+    assert len(srv.requests) == 4 and len({r["port"] for r in srv.requests}) == 1
+
+
+def test_api_key_reaches_the_server_and_never_our_logs_or_errors(monkeypatch, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("MY_PROVIDER_KEY", SECRET)
+    echo_key = {"error": {"message": f"Incorrect API key provided: {SECRET}"}}
+    script = [("status", 503, {}, echo_key), ("ok",), ("status", 401, {}, echo_key)]
+    with FaultServer(script) as srv:
+        t = teacher(srv.url, api_key_env="MY_PROVIDER_KEY", backoff_s=0.01)
+        [c] = t.generate(["a"], GREEDY)
+        with pytest.raises(TeacherRequestError) as e:
+            t.generate(["b"], GREEDY)
+    assert c.text == "echo:a"
+    assert [r["auth"] for r in srv.requests] == [f"Bearer {SECRET}"] * 3
+    assert "HTTP 401: Incorrect API key provided: ***" in str(e.value)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "HTTP 503" in logged  # the retry was logged, with the server's message redacted
+    out, err = capfd.readouterr()
+    for text in (str(e.value), repr(e.value), logged, out, err, repr(t), t.name):
+        assert SECRET not in text
+
+
+def test_key_from_openai_api_key_by_default_and_none_without(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FaultServer() as srv:
+        teacher(srv.url).generate(["a"], GREEDY)
+        monkeypatch.delenv("OPENAI_API_KEY")
+        teacher(srv.url).generate(["b"], GREEDY)
+    assert [r["auth"] for r in srv.requests] == [f"Bearer {SECRET}", None]
+
+
+def test_missing_named_key_env_is_a_spec_error(monkeypatch):
+    monkeypatch.delenv("NOT_SET_KEY", raising=False)
+    with pytest.raises(TeacherSpecError, match="NOT_SET_KEY is not set"):
+        OpenAITeacher("http://127.0.0.1:1/v1", "m", api_key_env="NOT_SET_KEY")

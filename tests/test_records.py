@@ -1,0 +1,92 @@
+import json
+
+import pytest
+
+from instructgen.records import (Instance, RecordError, Task, read_records, read_seed_tasks, read_tasks,
+                                 repair_torn_tail, write_jsonl)
+
+
+def test_self_instruct_seed_file_reads_unchanged_and_round_trips(shared_data, tmp_path):
+    src = shared_data / "self_instruct_seed_tasks.jsonl"
+    tasks = read_seed_tasks(src)
+    assert len(tasks) == 175 and sum(t.is_classification for t in tasks) == 26
+    raw = [json.loads(line) for line in src.read_text().splitlines()]
+    for t, r in zip(tasks, raw):
+        assert (t.id, t.instruction, t.meta["name"]) == (r["id"], r["instruction"], r["name"])
+        assert [(i.input, i.output) for i in t.instances] == [(i["input"], i["output"]) for i in r["instances"]]
+    write_jsonl(tmp_path / "rt.jsonl", tasks)
+    again = read_tasks(tmp_path / "rt.jsonl")
+    assert [t.to_dict() for t in again] == [t.to_dict() for t in tasks]
+
+
+def test_alpaca_json_messages_prompt_completion_and_txt(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps([
+        {"instruction": "Give a synonym of happy.", "input": "", "output": "Glad"},
+        {"instruction": "Sum the numbers.", "input": "2, 3", "output": "5"}]))
+    a = read_tasks(tmp_path / "a.json")
+    assert a[0].instances == [Instance("", "Glad")] and a[1].instances == [Instance("2, 3", "5")]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"messages": [
+        {"role": "system", "content": "be nice"}, {"role": "user", "content": "Hi there, who are you?"},
+        {"role": "assistant", "content": "A helper."}]}) + "\n")
+    m = read_tasks(tmp_path / "m.jsonl")
+    assert m[0].instruction == "Hi there, who are you?" and m[0].instances[0].output == "A helper."
+    (tmp_path / "p.jsonl").write_text(json.dumps({"id": "x", "prompt": "Q?", "completion": "A", "template": "t"}) + "\n")
+    p = read_tasks(tmp_path / "p.jsonl")
+    assert p[0].id == "x" and p[0].meta["template"] == "t"
+    (tmp_path / "i.txt").write_text("List three fruits.\n\nName a river in Asia.\n")
+    assert [t.instruction for t in read_tasks(tmp_path / "i.txt")] == ["List three fruits.", "Name a river in Asia."]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"instruction": "", "instances": []}', "field 'instruction' is empty"),
+    ('{"instruction": "ok then", "instances": "nope"}', "field 'instances' must be a list"),
+    ('{"instruction": "ok then", "instances": [{"input": 3, "output": ""}]}', "instances[0].input"),
+    ('{"instruction": "ok then", "instances": [], "is_classification": "yes"}', "is_classification"),
+    ('{"instruction": 5, "input": "", "output": ""}', "field 'instruction' must be a string"),
+    ('{"foo": 1}', "unrecognised record"),
+    ('[1, 2]', "expected a JSON object"),
+    ('{"instruction": "broken', "not valid JSON"),
+])
+def test_malformed_line_names_file_line_and_field(tmp_path, line, message):
+    f = tmp_path / "seeds.jsonl"
+    f.write_text('{"id": "a", "instruction": "A fine task here.", "instances": []}\n\n' + line + "\n")
+    with pytest.raises(RecordError) as e:
+        read_tasks(f)
+    assert f"{f}:3" in str(e.value) and message in str(e.value)
+
+
+def test_duplicate_ids_and_empty_seed_file_are_errors(tmp_path):
+    f = tmp_path / "d.jsonl"
+    row = {"id": "a", "instruction": "A fine task here.", "instances": []}
+    f.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(RecordError, match=r"d.jsonl:2: duplicate id 'a'"):
+        read_tasks(f)
+    (tmp_path / "e.jsonl").write_text("\n")
+    with pytest.raises(RecordError, match="holds no tasks"):
+        read_seed_tasks(tmp_path / "e.jsonl")
+    with pytest.raises(RecordError, match="no such file"):
+        read_tasks(tmp_path / "missing.jsonl")
+
+
+def test_torn_tail_is_cut_and_incomplete_run_folder_is_refused(tmp_path):
+    f = tmp_path / "log.jsonl"
+    write_jsonl(f, [Task(id="a", instruction="one two three four")])
+    with open(f, "a") as fh:
+        fh.write('{"id": "b", "instr')
+    assert repair_torn_tail(f) > 0
+    assert [t.id for t in read_tasks(f)] == ["a"]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    with pytest.raises(RecordError, match="not complete"):
+        read_records(run)
+
+
+def test_parquet_and_saved_hf_dataset(tmp_path):
+    import datasets
+    ds = datasets.Dataset.from_list([{"instruction": "Name a color of the sky.", "input": "", "output": "Blue"}])
+    ds.to_parquet(str(tmp_path / "x.parquet"))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    for p in (tmp_path / "x.parquet", tmp_path / "saved"):
+        t = read_tasks(p)
+        assert t[0].instruction == "Name a color of the sky." and t[0].instances[0].output == "Blue"

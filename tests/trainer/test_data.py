@@ -1,0 +1,124 @@
+"""Rendering, label masking (token by token), truncation and the held-out split."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from instructgen.config import ConfigError
+from instructgen.records import RecordError
+from instructgen.trainer.data import (DEFAULT_CHAT_TEMPLATE, IGNORE_INDEX, encode, encode_all, fingerprint,
+                                      load_examples, set_chat_template, split_heldout)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny import build_tokenizer, records  # noqa: E402
+
+MESSAGES = [{"role": "user", "content": "Repeat the word apple three times."},
+            {"role": "assistant", "content": "apple apple apple"}]
+
+
+def test_labels_token_by_token_with_the_students_chat_template():
+    tok = build_tokenizer()
+    enc = encode(tok, MESSAGES, max_length=128)
+    prompt = tok("<|im_start|>user\nRepeat the word apple three times.<|im_end|>\n<|im_start|>assistant\n",
+                 add_special_tokens=False)["input_ids"]
+    response = tok("apple apple apple", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert enc["input_ids"] == prompt + response
+    assert enc["labels"] == [IGNORE_INDEX] * len(prompt) + response
+    for i, (tid, lab) in enumerate(zip(enc["input_ids"], enc["labels"])):
+        assert lab == (IGNORE_INDEX if i < len(prompt) else tid), f"token {i} {tok.decode([tid])!r}"
+    # the trained tokens are the response and EOS; the newline the template writes after EOS is not trained
+    trained = [t for t in enc["labels"] if t != IGNORE_INDEX]
+    assert tok.decode(trained) == "apple apple apple<|im_end|>"
+    assert enc["labels"][-1] == tok.eos_token_id and enc["input_ids"][-1] == tok.eos_token_id
+    assert not enc["truncated"] and enc["length"] == len(prompt) + len(response)
+
+
+def test_default_template_for_a_model_without_one_appends_eos():
+    tok = build_tokenizer(chat_template=None)
+    assert set_chat_template(tok) == "default" and tok.chat_template == DEFAULT_CHAT_TEMPLATE
+    enc = encode(tok, MESSAGES, max_length=128)
+    n_prompt = enc["labels"].count(IGNORE_INDEX)
+    assert tok.decode(enc["input_ids"][:n_prompt]) == \
+        "### Instruction:\nRepeat the word apple three times.\n\n### Response:\n"
+    assert tok.decode(enc["labels"][n_prompt:]) == "apple apple apple<|im_end|>"
+    assert all(lab == IGNORE_INDEX for lab in enc["labels"][:n_prompt])
+
+
+def test_template_without_eos_gets_eos_appended():
+    tok = build_tokenizer(chat_template="{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                                        "{% if add_generation_prompt %}assistant: {% endif %}")
+    enc = encode(tok, MESSAGES, max_length=128)
+    trained = [t for t in enc["labels"] if t != IGNORE_INDEX]
+    assert trained[-1] == tok.eos_token_id and trained.count(tok.eos_token_id) == 1
+    assert tok.decode(trained[:-1]).strip() == "apple apple apple"
+
+
+def test_keeps_the_students_own_template_and_reads_a_template_file(tmp_path):
+    tok = build_tokenizer()
+    own = tok.chat_template
+    assert set_chat_template(tok) == "student" and tok.chat_template == own
+    f = tmp_path / "t.jinja"
+    f.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
+                 "{% if add_generation_prompt %}[assistant] {% endif %}")
+    assert set_chat_template(tok, str(f)) == str(f) and tok.chat_template.startswith("{% for m")
+    with pytest.raises(ConfigError, match="no such file"):
+        set_chat_template(tok, str(tmp_path / "missing.jinja"))
+
+
+def test_prompt_that_is_not_a_prefix_is_refused():
+    tok = build_tokenizer(chat_template="{% for m in messages %}{{ m['content'] }}|{% endfor %}"
+                                        "{% if add_generation_prompt %}ASSISTANT{% endif %}")
+    with pytest.raises(ConfigError, match="not a prefix"):
+        encode(tok, MESSAGES, max_length=128)
+
+
+def test_truncation_keeps_the_start_and_counts():
+    tok = build_tokenizer()
+    full = encode(tok, MESSAGES, max_length=128)
+    cut = encode(tok, MESSAGES, max_length=len(full["input_ids"]) - 2)
+    assert cut["truncated"] and cut["length"] == len(full["input_ids"])
+    assert cut["input_ids"] == full["input_ids"][:-2] and cut["labels"] == full["labels"][:-2]
+    only_prompt = encode(tok, MESSAGES, max_length=5)
+    assert all(x == IGNORE_INDEX for x in only_prompt["labels"])
+    ex = [{"messages": MESSAGES}] * 3
+    stats = encode_all(tok, ex, max_length=5)
+    assert stats.rows == [] and stats.no_target == 3 and stats.truncated == 3
+
+
+def test_split_heldout_is_by_task_deterministic_and_leaves_training_data():
+    examples = [{"id": f"{i}-{j}", "instruction": f"task {i}", "input": "", "output": "x", "messages": []}
+                for i in range(30) for j in range(2)]
+    train, held = split_heldout(examples, share=0.05, minimum=4, seed=1)
+    assert len(held) == 4 and len(train) == 56
+    assert {e["instruction"] for e in train}.isdisjoint({e["instruction"] for e in held})
+    assert split_heldout(examples, 0.05, 4, 1) == (train, held)
+    assert split_heldout(examples, 0.05, 4, 2)[1] != held
+    big = split_heldout(examples, share=0.2, minimum=4, seed=1)[1]
+    assert len(big) == 12
+    few = examples[:4]  # two tasks: one is held out, one trains
+    t, h = split_heldout(few, 0.05, 4, 0)
+    assert len(t) == 2 and len(h) == 2
+    with pytest.raises(ConfigError, match="at least two tasks"):
+        split_heldout(examples[:2], 0.05, 4, 0)
+
+
+def test_load_examples_from_alpaca_json_and_errors(tmp_path):
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps(records()[:3]))
+    ex = load_examples(p)
+    assert [e["messages"][1]["content"] for e in ex] == ["apple apple apple", "river river river",
+                                                         "stone stone stone"]
+    assert fingerprint(ex) == fingerprint(load_examples(p))
+    p2 = tmp_path / "d2.json"
+    p2.write_text(json.dumps(records()[:2] + [{"instruction": "x", "input": "", "output": "changed"}]))
+    assert fingerprint(load_examples(p2)) != fingerprint(ex)
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps([{"instruction": "Say hi to me please.", "input": "", "output": ""}]))
+    with pytest.raises(RecordError, match="no training example"):
+        load_examples(empty)
+    with pytest.raises(RecordError, match="no such file"):
+        load_examples(tmp_path / "missing.json")

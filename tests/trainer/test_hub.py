@@ -1,0 +1,75 @@
+"""--push-to-hub: the model card, the files uploaded and the token handling, up to the upload call (the Hub
+cannot be reached from CI; a recording stand-in for HfApi takes the calls)."""
+
+from __future__ import annotations
+
+import pytest
+
+from instructgen.trainer.hub import HubError, hub_token, model_card, push_adapter
+
+SECRET = "hf_test_secret_token_0123456789"
+
+
+class RecordingApi:
+    def __init__(self, fail: Exception | None = None):
+        self.calls, self.fail, self.files = [], fail, {}
+
+    def create_repo(self, repo_id, **kw):
+        self.calls.append(("create_repo", repo_id, kw))
+
+    def upload_folder(self, folder_path, repo_id, **kw):
+        from pathlib import Path
+        if self.fail:
+            raise self.fail
+        self.files = {p.relative_to(folder_path).as_posix(): p.read_bytes() for p in Path(folder_path).rglob("*")
+                      if p.is_file()}
+        self.calls.append(("upload_folder", repo_id, kw))
+
+        class Info:
+            commit_url = f"https://huggingface.co/{repo_id}/commit/abc"
+        return Info()
+
+
+def test_model_card(trained_run):
+    out, metrics = trained_run
+    card = model_card(out, "me/tiny-adapter")
+    assert card.startswith("---\nlibrary_name: peft\n")
+    assert "- lora" in card and "- qlora" not in card  # trained without quantization
+    assert "base_model" not in card.split("---")[1]  # a local test model has no hub id
+    assert f"| before (base) | {metrics['before']['loss']:.4f}" in card
+    assert f"| after | {metrics['after']['loss']:.4f}" in card
+    assert "r 8, alpha 16" in card and "<|im_end|>" in card and 'from_pretrained("me/tiny-adapter")' in card
+
+
+def test_push_uploads_adapter_card_and_tokenizer_without_leaking_the_token(trained_run, monkeypatch):
+    out, _ = trained_run
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    api = RecordingApi()
+    url = push_adapter(out, "me/tiny-adapter", hub_token(), private=True, api=api)
+    assert url == "https://huggingface.co/me/tiny-adapter/commit/abc"
+    assert api.calls[0] == ("create_repo", "me/tiny-adapter", {"repo_type": "model", "private": True,
+                                                               "exist_ok": True})
+    assert api.calls[1][0] == "upload_folder"
+    for name in ("README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
+                 "chat_template.jinja", "training_info.json"):
+        assert name in api.files, name
+    assert api.files["README.md"].decode().startswith("---\nlibrary_name: peft")
+    assert not any(SECRET.encode() in data for data in api.files.values())
+    assert not any(SECRET.encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
+
+
+def test_upload_failure_is_one_line_with_the_token_masked(trained_run):
+    out, _ = trained_run
+    api = RecordingApi(fail=OSError(f"401 Unauthorized for token {SECRET}\nmore detail"))
+    with pytest.raises(HubError) as e:
+        push_adapter(out, "me/tiny-adapter", SECRET, api=api)
+    assert SECRET not in str(e.value) and "***" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_token_comes_from_the_environment_only(monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    with pytest.raises(HubError, match="HF_TOKEN"):
+        hub_token()
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", SECRET)
+    assert hub_token() == SECRET
