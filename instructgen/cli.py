@@ -20,6 +20,7 @@ COMMANDS = {
     "merge": "merge",
     "publish": "publish",
     "report": "report",
+    "serve": "serve",
 }
 
 
@@ -48,8 +49,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .templates import TemplateError
     from .models import ModelSpecError
     from .generator.teachers import TeacherSpecError
+    from .generator.openai_teacher import TeacherRequestError
     return (ConfigError, RecordError, RunDirError, TemplateError, ModelSpecError, TeacherSpecError,
-            FileNotFoundError, FileExistsError)
+            TeacherRequestError, FileNotFoundError, FileExistsError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from . import rundir
+    rundir.INVOCATION = ["gen"] + list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every default is local; never reach for a hub at run time
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:

@@ -27,6 +27,10 @@ LIBRARIES = ("instructgen", "torch", "transformers", "peft", "bitsandbytes", "tr
              "rouge_score", "gguf", "jinja2", "vllm", "openai")
 
 
+# The command line that created a run, set by the CLI; written into config.json (not compared on resume).
+INVOCATION: list[str] | None = None
+
+
 class RunDirError(RuntimeError):
     pass
 
@@ -106,8 +110,10 @@ class RunDir:
             if self.path.exists() and (self.path / "config.json").exists():
                 shutil.rmtree(self.path)  # --overwrite of one of our own run folders
             self.path.mkdir(parents=True, exist_ok=True)
-            write_json(self.path / "config.json", {"stage": self.stage, "config": config,
-                                                   "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            meta = {"stage": self.stage, "config": config, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            if INVOCATION:
+                meta["argv"] = INVOCATION
+            write_json(self.path / "config.json", meta)
             write_json(self.path / "versions.json", library_versions())
             tdir = self.path / "templates"
             for t in templates:

@@ -24,6 +24,7 @@ def shared_data() -> Path:
 def embedded_teacher():
     """The real embedded teacher (SmolLM2-135M-Instruct on CPU), loaded once per session."""
     import torch
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # INSTRUCTGEN_TORCH_THREADS overrides: on a shared machine one thread per process is much faster
+    torch.set_num_threads(int(os.environ.get("INSTRUCTGEN_TORCH_THREADS", 0)) or max(1, os.cpu_count() or 1))
     from instructgen.generator.hf_teacher import TransformersTeacher
     return TransformersTeacher("smollm2-135m", batch_size=16)

@@ -15,7 +15,7 @@ from ..templates import PromptTemplate
 from .bootstrap import Candidate
 
 NOINPUT = "<noinput>"
-_FIELD = re.compile(r"(?im)^[ \t#]*(\d+)[ \t]*\.[ \t]*(instruction|input|output)[ \t]*:")
+_FIELD = re.compile(r"(?im)^[ \t#]*(\d+)[ \t]*\.[ \t]*(instruction|input|output)s?[ \t]*:")
 _SEPARATOR = re.compile(r"(?m)^[ \t]*#{3,}[ \t]*$")
 
 

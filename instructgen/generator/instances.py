@@ -276,7 +276,7 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
             tokens["completion"] += t.provenance.get(key, {}).get("completion_tokens", 0)
 
     t_start, rate = time.perf_counter(), Rate()
-    if remaining and teacher is None:
+    if teacher is None and any(not t.instances for t in remaining):  # pass-through tasks need no model
         from .teachers import make_teacher
         teacher = make_teacher(cfg.teacher, batch_size=cfg.batch_size)
     teacher_name = teacher.name if teacher is not None else cfg.teacher

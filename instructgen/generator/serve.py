@@ -320,9 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(e)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m instructgen.generator.serve",
-                                description="Serve a teacher over an OpenAI-compatible HTTP API.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default="smollm2-135m",
                    help="transformers:MODEL | vllm:MODEL | ... (default smollm2-135m)")
     p.add_argument("--name", help="model name clients send (default: the teacher's model, e.g. smollm2-135m)")
@@ -330,9 +328,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--batch-size", type=int, default=16, help="most prompts generated together (default 16)")
     p.add_argument("--api-key-env", help="require `Authorization: Bearer $VAR` (the key is read from VAR)")
-    args = p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m instructgen.generator.serve",
+                                description="Serve a teacher over an OpenAI-compatible HTTP API.")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the teacher, then serve until Ctrl-C; bad input prints one line and returns 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from ..cli import user_errors
     from .teachers import make_teacher, validate_spec
     try:
@@ -345,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     except (*user_errors(), ValueError, OSError) as e:
         print(f"serve: error: {e}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key_env:
         print(f"serve: warning: listening on {args.host} without --api-key-env; anyone who can reach it can "
               f"use it", file=sys.stderr)

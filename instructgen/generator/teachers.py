@@ -111,8 +111,13 @@ def validate_spec(spec: str) -> None:
     elif backend == "openai":
         from .openai_teacher import parse_openai_spec
         parse_openai_spec(model)
-    elif backend == "vllm" and not model:
-        raise TeacherSpecError("vllm teacher needs a model: vllm:MODEL")
+    elif backend == "vllm":
+        if not model:
+            raise TeacherSpecError("vllm teacher needs a model: vllm:MODEL")
+        import importlib.util
+        if importlib.util.find_spec("vllm") is None:  # fail before the run folder is written
+            from .vllm_teacher import INSTALL_HINT, VLLMNotInstalled
+            raise VLLMNotInstalled(INSTALL_HINT)
 
 
 def make_teacher(spec: str, **kw) -> Teacher:

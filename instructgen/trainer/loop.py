@@ -93,7 +93,7 @@ def _train(cfg: TrainConfig, examples: list[dict], run: RunDir, quiet: bool) -> 
     trainer.remove_callback(PrinterCallback)
     held_ds = Dataset.from_list(held_enc.rows)
     steps = planned_steps(len(train_enc.rows), cfg, p)
-    _preflight(trainer, train_enc, held_enc, cfg, p, steps, run, quiet)
+    mem = _preflight(trainer, train_enc, held_enc, cfg, p, steps, run, quiet)
     gen_ex = held_ex[:cfg.eval_generations]
     before = cached_before(run.file("eval_before.json"), lambda: evaluate(
         trainer, tok, held_ds, gen_ex, cfg.eval_max_new_tokens, cfg.eval_batch_size, adapter=False))
@@ -103,7 +103,7 @@ def _train(cfg: TrainConfig, examples: list[dict], run: RunDir, quiet: bool) -> 
     trainer.train(resume_from_checkpoint=ckpt)                                     # train
     save_adapter(trainer, tok, run.path / "adapter", cfg, p)                       # save
     after = evaluate(trainer, tok, held_ds, gen_ex, cfg.eval_max_new_tokens, cfg.eval_batch_size, adapter=True)
-    return _finish(run, trainer, log, before, after, gen_ex, train_enc, held_enc, p, ckpt, quiet)
+    return _finish(run, trainer, log, before, after, gen_ex, train_enc, held_enc, p, ckpt, mem, quiet)
 
 
 # ------------------------------------------------------------------------------------------------ pieces
@@ -218,7 +218,7 @@ def _default_template() -> str:
     return DEFAULT_CHAT_TEMPLATE
 
 
-def _preflight(trainer, train_enc, held_enc, cfg, p, steps, run, quiet) -> None:
+def _preflight(trainer, train_enc, held_enc, cfg, p, steps, run, quiet):
     model = trainer.model
     trainable = sum(x.numel() for x in model.parameters() if x.requires_grad)
     total = sum(x.numel() for x in model.parameters())
@@ -228,9 +228,10 @@ def _preflight(trainer, train_enc, held_enc, cfg, p, steps, run, quiet) -> None:
     text = report(train_enc, held_enc, trainable, total, mem, p, steps, cfg.batch_size, cfg.grad_accum)
     run.file("preflight.txt").write_text(text + "\n", encoding="utf-8")
     _say(text, quiet)
+    return mem
 
 
-def _finish(run, trainer, log, before, after, gen_ex, train_enc, held_enc, p, ckpt, quiet) -> dict:
+def _finish(run, trainer, log, before, after, gen_ex, train_enc, held_enc, p, ckpt, mem, quiet) -> dict:
     state = trainer.state
     with open(run.file(TRAIN_LOG), "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": state.global_step, "eval_loss": after["loss"]}) + "\n")
@@ -250,7 +251,8 @@ def _finish(run, trainer, log, before, after, gen_ex, train_enc, held_enc, p, ck
             "trained_token_share": round(train_enc.trained_tokens / max(1, train_enc.total_tokens), 4),
             "quantization": p.quantization, "device": p.device, "compute_dtype": p.compute_dtype,
             "optim": p.optim, "gradient_checkpointing": p.gradient_checkpointing,
-            "resumed_from": Path(ckpt).name if ckpt else None, "peak_memory_bytes": peak_memory(p.device),
+            "resumed_from": Path(ckpt).name if ckpt else None, "weights_bytes": mem.weights,
+            "estimated_peak_bytes": mem.total, "peak_memory_bytes": peak_memory(p.device),
         },
     }
     with open(run.file("eval.jsonl.tmp"), "w", encoding="utf-8") as f:

@@ -114,9 +114,9 @@ def test_parse_garbage_gives_nothing(garbage):
     assert parse_alpaca_items(garbage) == []
 
 
-def test_parse_a_field_without_an_instruction_is_malformed():
-    items = parse_alpaca_items("4. Output:\nfloating answer\n###\n5. Instruction: Say hi.\n5. Output:\nHi")
-    assert [c.error for c in items] == ["malformed_item", None]
+def test_parse_a_field_without_an_instruction_is_malformed_and_plural_field_names_are_read():
+    items = parse_alpaca_items("4. Output:\nfloating answer\n###\n5. Instructions: Say hi.\n5. Output:\nHi")
+    assert [(c.instruction, c.error) for c in items] == [("", "malformed_item"), ("Say hi.", None)]
 
 
 def test_chat_template_completion_is_parsed_without_the_item_prefix(tmp_path):
@@ -214,8 +214,8 @@ def test_alpaca_preset_run_keeps_exportable_triples_and_counts_every_drop(tmp_pa
 def test_embedded_teacher_alpaca_preset_produces_parseable_triples(tmp_path, embedded_teacher):
     """The real 135M teacher on the Alpaca prompt (a short budget instead of 3072 tokens): the completions parse
     into triples and every candidate is kept with its instance or dropped with a reason."""
-    cfg = generation_config({"preset": "alpaca", "num": 2, "batch_size": 8, "max_new_tokens": 200,
-                             "max_batches": 3})
+    cfg = generation_config({"preset": "alpaca", "num": 1, "batch_size": 4, "max_new_tokens": 128,
+                             "max_batches": 2})
     try:
         s = generate_instructions(cfg, tmp_path / "run", teacher=embedded_teacher, quiet=True)
     except RuntimeError:  # a tiny model may not reach num in 3 calls; what it wrote must still be explained
@@ -227,4 +227,4 @@ def test_embedded_teacher_alpaca_preset_produces_parseable_triples(tmp_path, emb
     kept = [r for r in log if r["verdict"]["kept"]]
     assert all(r["instances"] and r["instances"][0]["output"].strip() for r in kept)
     if s is not None:
-        assert s["kept"] == 2
+        assert s["kept"] == 1

@@ -167,7 +167,7 @@ PROMPTS = ["Come up with a series of tasks:\n1. Name three fruits.\n2. Write a h
 def test_embedded_model_through_both_endpoints_matches_direct_generation(embedded_teacher):
     s = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=8, presence_penalty=0.0, stop=("\n",))
     direct = embedded_teacher.generate(PROMPTS, s)
-    with TeacherServer(embedded_teacher, batch_wait_s=0.5) as srv:
+    with TeacherServer(embedded_teacher, max_batch=2, batch_wait_s=5.0) as srv:  # batch as direct did
         assert srv.model_name == "smollm2-135m"
         client = OpenAITeacher.from_spec(f"openai:{srv.url}@smollm2-135m")
         served = client.generate(PROMPTS, s)

@@ -15,17 +15,18 @@ SEEDS = Path(__file__).resolve().parents[2] / "instructgen" / "data" / "seed_tas
 
 @pytest.mark.slow
 def test_embedded_student_trains_and_evaluates(tmp_path):
-    lines = [json.loads(x) for x in SEEDS.read_text().splitlines()[:12]]
+    lines = [json.loads(x) for x in SEEDS.read_text().splitlines()[:8]]
     data = tmp_path / "seeds.jsonl"
     data.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    cfg = TrainConfig(batch_size=2, grad_accum=1, max_steps=3, max_seq_length=160, min_heldout=2,
-                      eval_generations=2, eval_max_new_tokens=8, eval_batch_size=2)
+    cfg = TrainConfig(batch_size=2, grad_accum=1, max_steps=2, max_seq_length=128, min_heldout=2,
+                      eval_generations=1, eval_max_new_tokens=6, eval_batch_size=2)
     metrics = train(cfg, data, tmp_path / "out", quiet=True)
     tr = metrics["train"]
-    assert tr["steps"] == 3 and tr["quantization"] == "none" and tr["device"] == "cpu"
+    assert tr["steps"] == 2 and tr["quantization"] == "none" and tr["device"] == "cpu" and tr["examples"] == 6
     assert all(math.isfinite(metrics[k]["loss"]) for k in ("before", "after"))
-    assert 1 < metrics["before"]["perplexity"] < 1000  # a real instruction model on real tasks, not noise
+    # real weights: far below the loss of a uniform guess over the 49,152-token vocabulary (10.8 nats)
+    assert metrics["before"]["loss"] < 8.0
     info = json.loads((tmp_path / "out" / "adapter" / "training_info.json").read_text())
     assert info["eos_token"] == "<|im_end|>" and info["chat_template"] == "student"
     evals = [json.loads(x) for x in (tmp_path / "out" / "eval.jsonl").read_text().splitlines()]
-    assert len(evals) == 2 and all(r["before"] for r in evals)  # the instruct model answers before tuning
+    assert len(evals) == 1 and evals[0]["before"]  # the instruct model answers before tuning
