@@ -47,6 +47,24 @@ def export_set(folder: Path) -> Path:
     return out
 
 
+def baseline_set(data: Path, folder: Path) -> tuple[Path, int]:
+    """The script's data: exactly the examples our side trains on (its held-out split removed, examples with no
+    response token after truncation dropped), in the same order, so both samplers draw the same batches."""
+    from instructgen.trainer.config import TrainConfig
+    from instructgen.trainer.data import encode, load_examples, split_heldout
+    from instructgen.trainer.loop import load_tokenizer
+
+    cfg = TrainConfig(**SETTINGS)
+    train, _ = split_heldout(load_examples(data), cfg.heldout_share, cfg.min_heldout, cfg.seed)
+    tok, _ = load_tokenizer(cfg)
+    keep = [e for e in train if any(x != -100 for x in encode(tok, e["messages"], cfg.max_seq_length)["labels"])]
+    out = folder / "train_split.messages.jsonl"
+    with open(out, "w", encoding="utf-8") as f:
+        for e in keep:
+            f.write(json.dumps({"id": e["id"], "messages": e["messages"]}, ensure_ascii=False) + "\n")
+    return out, len(keep)
+
+
 def run_measured(cmd: list[str]) -> tuple[int, float, str]:
     """Run a command in its own process; returns (its peak RSS in bytes, wall seconds, stdout)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -142,11 +160,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="optimizer steps per measured run")
     ap.add_argument("--rounds", type=int, default=2, help="alternating runs of each side")
     ap.add_argument("--skip-nf4", action="store_true", help="skip the nf4 run (slow on CPU)")
+    ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every run (default: torch's); 1 is steadier "
+                                                "on a machine shared with other jobs")
     ap.add_argument("--baseline", nargs=3, metavar=("DATA", "OUT", "STEPS"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.baseline:
         minimal_trl_script(a.baseline[0], a.baseline[1], int(a.baseline[2]))
         return
+    if a.threads:
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)  # inherited by every measured process
     if not (SHARED / "self_instruct_seed_tasks.jsonl").exists():
         raise SystemExit(f"{SHARED} is absent: this benchmark needs the real seed tasks")
     import torch
@@ -159,13 +181,15 @@ def main() -> None:
         tmp = Path(tmp)
         data = export_set(tmp)
         n = sum(1 for _ in open(data))
-        print(f"data: {n} examples (Self-Instruct seed tasks as messages JSONL); settings: {SETTINGS}; "
-              f"{a.steps} steps per run, {a.rounds} rounds; CPU threads {torch.get_num_threads()}", flush=True)
+        same, n_train = baseline_set(data, tmp)
+        print(f"data: {n} examples (Self-Instruct seed tasks as messages JSONL), {n_train} trained on by both sides "
+              f"in the same order; settings: {SETTINGS}; {a.steps} steps per run, {a.rounds} rounds; CPU threads "
+              f"{os.environ.get('OMP_NUM_THREADS') or torch.get_num_threads()}", flush=True)
         runs: dict[str, list[dict]] = {"ours": [], "script": []}
         for r in range(a.rounds):
             for side in ("script", "ours") if r % 2 == 0 else ("ours", "script"):
                 res = (ours(data, tmp / f"ours{r}", a.steps) if side == "ours"
-                       else script(data, tmp / f"script{r}", a.steps))
+                       else script(same, tmp / f"script{r}", a.steps))
                 runs[side].append(res)
                 print(f"  round {r + 1} {side:6s}: {res['tokens_per_s']:7.1f} tok/s, peak RSS "
                       f"{res['peak_rss'] / 2**20:7.0f} MiB, train {res['train_s']:.1f} s, wall {res['wall_s']:.1f} s",

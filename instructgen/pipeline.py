@@ -55,21 +55,21 @@ def _say(msg: str, quiet: bool) -> None:
 def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet: bool = False) -> dict:
     """Run or resume every stage into `out`; returns {stage: summary}. Validation happens before any model call."""
     from .config import generation_config
+    from .filters.stage import curate
     from .generator.bootstrap import generate_instructions
-    from .generator.instances import InstancesConfig, generate_instances
-    from .filters.chain import curate
-    from .trainer import TrainConfig, train
+    from .generator.instances import InstancesConfig, generate_instances, validate_instances
     from .report import write_report
+    from .trainer import TrainConfig, train
+    from .trainer.config import validate as validate_training
 
     out = Path(out)
+    # every stage's config is resolved and validated before the first model call
     gen_cfg = generation_config(dict(cfg.instructions, num=cfg.num, seeds=cfg.seeds, teacher=cfg.teacher,
                                      preset=cfg.preset, seed=cfg.seed))
-    inst_cfg = build(InstancesConfig, [("instances", dict(cfg.instances, teacher=cfg.teacher, seed=cfg.seed)
-                                        if "seed" in InstancesConfig.__dataclass_fields__
-                                        else dict(cfg.instances, teacher=cfg.teacher))])
-    train_cfg = build(TrainConfig, [("training", dict(cfg.training, student=cfg.student, seed=cfg.seed)
-                                     if "seed" in TrainConfig.__dataclass_fields__
-                                     else dict(cfg.training, student=cfg.student))])
+    inst_cfg = build(InstancesConfig, [("instances", dict(cfg.instances, teacher=cfg.teacher))])
+    validate_instances(inst_cfg)
+    train_cfg = build(TrainConfig, [("training", dict(cfg.training, student=cfg.student, seed=cfg.seed))])
+    validate_training(train_cfg)
     from dataclasses import asdict
     top = RunDir(out, "run")
     top.open(asdict(cfg), overwrite=overwrite)  # refuses a different config before any stage starts

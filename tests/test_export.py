@@ -136,3 +136,9 @@ def test_self_instruct_seed_file_round_trips_to_alpaca(shared_data, tmp_path):
     back = read_tasks(out)  # and our reader takes the export back
     assert [(t.instruction, t.instances[0].input, t.instances[0].output) for t in back] == \
         [(e["instruction"], e["input"], e["output"]) for e in expected]
+
+
+def test_format_registry_is_documented_and_matches_the_cli_choices():
+    from instructgen.commands.export import FORMAT_NAMES
+    assert tuple(FORMATS) == FORMAT_NAMES
+    assert all(callable(writer) and len(what) > 10 for writer, what in FORMATS.values())

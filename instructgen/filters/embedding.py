@@ -143,7 +143,7 @@ class EmbeddingDedupFilter(Filter):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Normalised embeddings (float32), from the cache where held; new ones are encoded longest first in
         chunks, each saved to the cache as soon as it is done."""
-        cache = self.cache or VectorCache(None, "embedding", {})
+        cache = self.cache if self.cache is not None else VectorCache(None, "embedding", {})
         keys = [VectorCache.key(t) for t in texts]
         out, missing_all = None, list(range(len(texts)))
         if len(cache):  # every vector in one cache folder comes from one model: one dimension

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -178,8 +180,46 @@ class MinHasher:
         sig[nz] = out.T
         return sig
 
-    def signatures(self, texts: Sequence[str]) -> np.ndarray:
-        return self.signatures_from_hashes(*self.shingle_hashes(texts))
+    def signatures(self, texts: Sequence[str], workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(signatures, shingle hashes, counts) of the texts. With workers > 1 and many texts, the texts are
+        split across forked processes (the tokenizer is Python-bound: the only way to use another core)."""
+        if workers <= 1 or len(texts) < PARALLEL_MIN_TEXTS or not fork_is_safe():
+            return _signatures_job(texts, self.num_perm, self.seed, self.ngram)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        global _FORK_TEXTS
+        bounds = np.linspace(0, len(texts), workers + 1).astype(int).tolist()
+        _FORK_TEXTS = texts  # the children see it through fork: nothing is pickled on the way in
+        try:
+            with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+                futures = [pool.submit(_fork_job, a, b, self.num_perm, self.seed, self.ngram)
+                           for a, b in zip(bounds[1:-1], bounds[2:])]
+                results = [_signatures_job(texts[:bounds[1]], self.num_perm, self.seed, self.ngram)]
+                results += [f.result() for f in futures]
+        finally:
+            _FORK_TEXTS = None
+        return tuple(np.concatenate(x) for x in zip(*results))
+
+
+PARALLEL_MIN_TEXTS = 20_000  # below this, starting processes costs more than it saves
+_FORK_TEXTS: Sequence[str] | None = None
+
+
+def fork_is_safe() -> bool:
+    """fork() copies only the calling thread: fine for numpy and hashlib, not once torch has started its
+    thread pools (or where there is no fork). Then everything runs in this process."""
+    import multiprocessing
+    return "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules
+
+
+def _signatures_job(texts, num_perm: int, seed: int, ngram: int):
+    h = MinHasher(num_perm, seed, ngram)
+    hashes, counts = h.shingle_hashes(texts)
+    return h.signatures_from_hashes(hashes, counts), hashes, counts
+
+
+def _fork_job(a: int, b: int, num_perm: int, seed: int, ngram: int):
+    return _signatures_job(_FORK_TEXTS[a:b], num_perm, seed, ngram)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -195,9 +235,13 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return h
 
 
-def dedup(sig: np.ndarray, valid: np.ndarray, threshold: float, bands: int, rows: int):
-    """Greedy near-duplicate removal in row order. Returns (kept mask, duplicate_of row or -1, best estimated
-    Jaccard against an earlier kept LSH candidate, 0 where none). Rows not `valid` (no shingle) are kept."""
+def dedup(sig: np.ndarray, valid: np.ndarray, threshold: float, bands: int, rows: int, exact=None,
+          margin: float = 0.0):
+    """Greedy near-duplicate removal in row order. Returns (kept mask, duplicate_of row or -1, best Jaccard
+    against an earlier kept LSH candidate, 0 where none). Rows not `valid` (no shingle) are kept.
+
+    Each candidate is confirmed by its estimated Jaccard; with `exact(i, rows) -> jaccards`, an estimate within
+    `margin` of the threshold is replaced by the exact value, so estimation noise decides no borderline pair."""
     n, p = sig.shape
     kept = np.ones(n, dtype=bool)
     dup = np.full(n, -1, dtype=np.int64)
@@ -205,31 +249,87 @@ def dedup(sig: np.ndarray, valid: np.ndarray, threshold: float, bands: int, rows
     if n == 0:
         return kept, dup, best
     keys = band_keys(sig, bands, rows)
+    with np.errstate(over="ignore"):  # one key space for all bands: salt each band's keys
+        keys ^= (np.arange(1, bands + 1, dtype=np.uint64) * np.uint64(0xD6E8FEB86659FD93))[None, :]
     shared = np.zeros((n, bands), dtype=bool)
     for k in range(bands):  # a bucket holding a single record can never yield a candidate: skip those
         col = keys[valid, k]
         _, inv, cnt = np.unique(col, return_inverse=True, return_counts=True)
         shared[valid, k] = cnt[inv] > 1
-    active = np.nonzero(shared.any(axis=1))[0]
-    buckets: list[dict[int, list[int]]] = [{} for _ in range(bands)]
-    for i in active.tolist():
-        ks, sh = keys[i].tolist(), np.nonzero(shared[i])[0].tolist()
+    rows_i, bands_k = np.nonzero(shared)  # row-major: each active row's shared bands, in order
+    active, per_row = np.unique(rows_i, return_counts=True)
+    flat = keys[rows_i, bands_k].tolist()
+    buckets: dict[int, list[int]] = {}
+    get = buckets.get
+    pos = 0
+    for i, cnt in zip(active.tolist(), per_row.tolist()):
+        ks = flat[pos:pos + cnt]
+        pos += cnt
         cands: set[int] = set()
-        for k in sh:
-            lst = buckets[k].get(ks[k])
+        for k in ks:
+            lst = get(k)
             if lst:
                 cands.update(lst)
         if cands:
             c = np.fromiter(sorted(cands), dtype=np.int64, count=len(cands))
             est = np.count_nonzero(sig[c] == sig[i], axis=1) / p
+            if exact is not None:
+                near = np.abs(est - threshold) <= margin
+                if near.any():
+                    est[near] = exact(i, c[near])
             j = int(np.argmax(est))  # the first maximum: ties go to the earliest kept record
             best[i] = est[j]
             if est[j] >= threshold:
                 kept[i], dup[i] = False, c[j]
                 continue
-        for k in sh:
-            buckets[k].setdefault(ks[k], []).append(i)
+        for k in ks:
+            lst = get(k)
+            if lst is None:
+                buckets[k] = [i]
+            else:
+                lst.append(i)
     return kept, dup, best
+
+
+class _ExactJaccard:
+    """Exact Jaccard of shingle sets for borderline pairs: from the shingles just hashed when the signatures
+    were computed here, else (signatures from the cache) by hashing that text again, once."""
+
+    def __init__(self, texts: Sequence[str], hasher: MinHasher, shingles: dict):
+        self.texts, self.hasher, self.shingles, self.sets, self.pairs = texts, hasher, shingles, {}, 0
+
+    def _set(self, i: int) -> np.ndarray:
+        s = self.sets.get(i)
+        if s is None:
+            raw = self.shingles.get(i)
+            if raw is None:
+                raw = self.hasher.shingle_hashes([self.texts[i]])[0]
+            s = self.sets[i] = np.unique(raw)
+        return s
+
+    def __call__(self, i: int, rows: np.ndarray) -> np.ndarray:
+        a = self._set(i)
+        out = np.empty(len(rows))
+        for k, j in enumerate(rows.tolist()):
+            b = self._set(j)
+            inter = np.intersect1d(a, b, assume_unique=True).size
+            out[k] = inter / (len(a) + len(b) - inter)
+        self.pairs += len(rows)
+        return out
+
+
+class _Slices(dict):
+    """row -> its shingle hashes, sliced on demand from one concatenated array (no copy until asked)."""
+
+    def __init__(self, rows: np.ndarray, hashes: np.ndarray, counts: np.ndarray):
+        super().__init__()
+        self.where = {int(r): k for k, r in enumerate(rows.tolist())}
+        self.hashes, self.ends = hashes, np.cumsum(counts)
+        self.starts = self.ends - counts
+
+    def get(self, i, default=None):
+        k = self.where.get(i)
+        return default if k is None else self.hashes[self.starts[k]:self.ends[k]]
 
 
 @dataclass
@@ -242,7 +342,12 @@ class MinHashParams:
     recall_at_threshold: float = doc("bands/rows are chosen so a pair exactly at the threshold becomes a "
                                      "candidate with at least this probability", default=0.99)
     bands: int = doc("LSH bands; 0 = chosen from the S-curve (with rows)", default=0)
-    rows: int = doc("rows per band; 0 = chosen from the S-curve", default=0)
+    exact_near_threshold: bool = doc("a candidate whose estimate is within 3 standard errors of the threshold is "
+                                     "decided by its exact Jaccard (its two shingle sets), not by estimation noise",
+                                     default=True)
+    workers: int = doc("processes hashing at once on large inputs (>= 20k texts), forked, so only while torch is "
+                       "not loaded in this process; 0 = one per CPU, up to 4. Results do not depend on it",
+                       default=0)
     fields: list[str] = doc("fields joined into the compared text", default_factory=lambda: ["instruction", "input"])
 
 
@@ -257,6 +362,7 @@ class MinHashFilter(Filter):
 
     def __init__(self, threshold: float = 0.7, ngram: int = 5, num_perm: int = 128, seed: int = 1,
                  recall_at_threshold: float = 0.99, bands: int = 0, rows: int = 0,
+                 exact_near_threshold: bool = True, workers: int = 0,
                  fields: Sequence[str] = ("instruction", "input")):
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -270,6 +376,10 @@ class MinHashFilter(Filter):
         self.threshold, self.ngram, self.num_perm, self.seed = threshold, ngram, num_perm, seed
         self.fields = check_fields(fields, self.name)
         self.bands, self.rows = (bands, rows) if bands else choose_bands(threshold, num_perm, recall_at_threshold)
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.exact_near_threshold = exact_near_threshold
         self.cache: VectorCache | None = None
         self.details: dict = {}
 
@@ -282,20 +392,23 @@ class MinHashFilter(Filter):
     def params(self) -> dict:
         return {"threshold": self.threshold, "ngram": self.ngram, "num_perm": self.num_perm, "seed": self.seed,
                 "bands": self.bands, "rows": self.rows, "fields": list(self.fields),
+                "exact_near_threshold": self.exact_near_threshold,
                 "candidate_probability_at_threshold": round(float(
                     candidate_probability(self.threshold, self.bands, self.rows)), 4)}
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """Signatures of the texts, from the cache where held; new ones are computed and cached."""
         hasher = MinHasher(self.num_perm, self.seed, self.ngram)
-        cache = self.cache or VectorCache(None, "minhash", {})
+        cache = self.cache if self.cache is not None else VectorCache(None, "minhash", {})
         keys = [VectorCache.key(t) for t in texts]
         sig, found = cache.lookup(keys, self.num_perm, np.uint32)
         missing = np.nonzero(~found)[0]
+        self._shingles = _Slices(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint32), np.empty(0, np.int64))
         if len(missing):
-            new = hasher.signatures([texts[i] for i in missing])
+            new, hashes, counts = hasher.signatures([texts[i] for i in missing], workers=self.workers)
             sig[missing] = new
             cache.add([keys[i] for i in missing], new)
+            self._shingles = _Slices(missing, hashes, counts)
         self.details.update(signatures_cached=int(found.sum()), signatures_computed=int(len(missing)))
         return sig
 
@@ -305,7 +418,14 @@ class MinHashFilter(Filter):
         texts = [joined_text(t, self.fields) for t in todo]
         sig = self.signatures(texts)
         valid = ~(sig == _EMPTY).all(axis=1)
-        kept, dup, best = dedup(sig, valid, self.threshold, self.bands, self.rows)
+        exact, margin = None, 0.0
+        if self.exact_near_threshold:
+            exact = _ExactJaccard(texts, MinHasher(self.num_perm, self.seed, self.ngram), self._shingles)
+            # 3 standard errors of the estimate at the threshold: outside, a wrong side has odds < 0.3%
+            margin = 3.0 * math.sqrt(self.threshold * (1.0 - self.threshold) / self.num_perm)
+        kept, dup, best = dedup(sig, valid, self.threshold, self.bands, self.rows, exact, margin)
+        if exact is not None:
+            self.details["exact_checks"] = exact.pairs
         for i, t in enumerate(todo):
             if not valid[i]:
                 continue

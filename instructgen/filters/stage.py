@@ -142,7 +142,10 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     already_rejected = sum(not t.kept for t in tasks)
     tasks = [t for t in tasks if t.kept]
     check_input_fields(pairs, tasks, str(input_path))
-    run_config = {"input": input_label, "input_fingerprint": fingerprint(tasks), **cfg.to_dict()}
+    # the chain's order as a list, each entry's options as a mapping: a refused config names the changed option
+    run_config = {"input": input_label, "input_fingerprint": fingerprint(tasks),
+                  "chain": [s.name for s in cfg.filters],
+                  "filters": {s.name: {k: v for k, v in s.to_dict().items() if k != "name"} for s in cfg.filters}}
 
     rd = None
     done_steps: list[dict] = []

@@ -21,20 +21,26 @@ Output folder:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from transformers import TrainerCallback  # this module is imported only to train (the package __init__ is light)
+# Importing transformers' trainer imports bitsandbytes, whose CPU backend then warns that it could not download
+# an optional kernel (nothing is downloaded at run time here; its built-in fallback is used): silence that line.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+from transformers import TrainerCallback  # noqa: E402 - this module is imported only to train
 
 from ..config import to_dict
 from ..records import iter_jsonl
 from ..rundir import RunDir, write_json
 from .config import Plan, TrainConfig, plan, validate
-from .data import encode_all, fingerprint, load_examples, set_chat_template, split_heldout
+from .data import Encoded, encode_all, fingerprint, load_examples, set_chat_template, split_heldout
 from .evaluate import cached_before, eval_rows, evaluate
 from .preflight import check, estimate_memory, report
 
@@ -46,8 +52,9 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
     """Train a LoRA adapter on `data` (a stage folder or a records file) into `out`; returns metrics.json.
 
     A finished `out` with the same config is a no-op, an interrupted one resumes from its last checkpoint, one
-    with another config is refused unless `overwrite`. `merge` then writes `out/merged`; `push_to_hub` uploads
-    the adapter with a model card (HF_TOKEN from the environment, checked before any work)."""
+    with another config is refused unless `overwrite`. Everything that can be wrong with the input (options,
+    data, student spec, templates, the preflight checks) fails before `out` is written. `merge` then writes
+    `out/merged`; `push_to_hub` uploads the adapter with a model card (HF_TOKEN from the environment)."""
     validate(cfg)
     from .hub import check_repo, hub_token
     token = None
@@ -57,11 +64,13 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
     examples = load_examples(data, cfg.user_template)
     run = RunDir(out, "train")
     config = dict(to_dict(cfg), data=str(Path(data).resolve()), data_fingerprint=fingerprint(examples))
-    if run.open(config, overwrite=overwrite) == "done":
+    if run.check(config, overwrite=overwrite) == "done":
         metrics = json.loads(run.file("metrics.json").read_text(encoding="utf-8"))
         _say(f"{run.path} is complete (nothing to do); metrics: {run.file('metrics.json')}", quiet)
     else:
-        metrics = _train(cfg, examples, run, quiet)
+        prepared = prepare(cfg, examples)
+        run.open(config, overwrite=overwrite)
+        metrics = _train(cfg, prepared, run, quiet)
     if merge and not (run.path / "merged" / "completed").exists():
         from .merge import merge_adapter
         merge_adapter(run.path, quiet=quiet)
@@ -72,38 +81,51 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
     return metrics
 
 
-def _train(cfg: TrainConfig, examples: list[dict], run: RunDir, quiet: bool) -> dict:
+@dataclass
+class Prepared:
+    """The tokenizer and the encoded examples, checked by the preflight."""
+
+    tok: Any
+    model_path: str
+    heldout: list[dict]
+    train_enc: Encoded
+    held_enc: Encoded
+
+
+def prepare(cfg: TrainConfig, examples: list[dict]) -> Prepared:
+    """Tokenizer, held-out split, encoded examples and the preflight checks: everything before the model loads."""
     _quiet_libraries()
-    import torch
+    tok, model_path = load_tokenizer(cfg)
+    train_ex, held_ex = split_heldout(examples, cfg.heldout_share, cfg.min_heldout, cfg.seed)
+    train_enc = encode_all(tok, train_ex, cfg.max_seq_length)
+    held_enc = encode_all(tok, held_ex, cfg.max_seq_length)
+    check(train_enc, held_enc, cfg.max_seq_length, cfg.max_truncated_share)
+    return Prepared(tok, model_path, held_ex, train_enc, held_enc)
+
+
+def _train(cfg: TrainConfig, d: Prepared, run: RunDir, quiet: bool) -> dict:
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
     p = plan(cfg)
-    tok, model_path = load_tokenizer(cfg)                                          # load
-    train_ex, held_ex = split_heldout(examples, cfg.heldout_share, cfg.min_heldout, cfg.seed)
-    train_enc = encode_all(tok, train_ex, cfg.max_seq_length)                      # build data
-    held_enc = encode_all(tok, held_ex, cfg.max_seq_length)
-    check(train_enc, held_enc, cfg.max_seq_length, cfg.max_truncated_share)        # before loading the model
-    model = load_model(model_path, p, cfg)                                         # load + quantize
+    model = load_model(d.model_path, p, cfg)                                       # load + quantize
     log = TrainLog(run.file(TRAIN_LOG), quiet)
-    trainer = SFTTrainer(model=model, args=sft_args(cfg, p, run.path), processing_class=tok,
-                         train_dataset=Dataset.from_list(train_enc.rows), peft_config=lora_config(cfg),
-                         callbacks=[log])                                          # add LoRA
+    trainer = SFTTrainer(model=model, args=sft_args(cfg, p, run.path), processing_class=d.tok,
+                         train_dataset=Dataset.from_list(d.train_enc.rows),        # data: prepare()
+                         peft_config=lora_config(cfg), callbacks=[log])            # add LoRA
     trainer.remove_callback(PrinterCallback)
-    held_ds = Dataset.from_list(held_enc.rows)
-    steps = planned_steps(len(train_enc.rows), cfg, p)
-    mem = _preflight(trainer, train_enc, held_enc, cfg, p, steps, run, quiet)
-    gen_ex = held_ex[:cfg.eval_generations]
+    steps = planned_steps(len(d.train_enc.rows), cfg, p)
+    mem = _preflight(trainer, d, cfg, p, steps, run, quiet)
+    held_ds, gen_ex = Dataset.from_list(d.held_enc.rows), d.heldout[:cfg.eval_generations]
     before = cached_before(run.file("eval_before.json"), lambda: evaluate(
-        trainer, tok, held_ds, gen_ex, cfg.eval_max_new_tokens, cfg.eval_batch_size, adapter=False))
+        trainer, d.tok, held_ds, gen_ex, cfg.eval_max_new_tokens, cfg.eval_batch_size, adapter=False))
     ckpt = resume_point(run.path / "checkpoints", run.file(TRAIN_LOG), before["loss"])
     _say(f"resuming from {ckpt}" if ckpt else f"training: {steps} steps on {p.device}", quiet)
-    torch.manual_seed(cfg.seed)
     trainer.train(resume_from_checkpoint=ckpt)                                     # train
-    save_adapter(trainer, tok, run.path / "adapter", cfg, p)                       # save
-    after = evaluate(trainer, tok, held_ds, gen_ex, cfg.eval_max_new_tokens, cfg.eval_batch_size, adapter=True)
-    return _finish(run, trainer, log, before, after, gen_ex, train_enc, held_enc, p, ckpt, mem, quiet)
+    save_adapter(trainer, d.tok, run.path / "adapter", cfg, p)                     # save
+    after = evaluate(trainer, d.tok, held_ds, gen_ex, cfg.eval_max_new_tokens, cfg.eval_batch_size, adapter=True)
+    return _finish(run, trainer, log, before, after, gen_ex, d, p, ckpt, mem, quiet)
 
 
 # ------------------------------------------------------------------------------------------------ pieces
@@ -218,21 +240,21 @@ def _default_template() -> str:
     return DEFAULT_CHAT_TEMPLATE
 
 
-def _preflight(trainer, train_enc, held_enc, cfg, p, steps, run, quiet):
-    model = trainer.model
+def _preflight(trainer, d: Prepared, cfg, p, steps, run, quiet):
+    model, train_enc = trainer.model, d.train_enc
     trainable = sum(x.numel() for x in model.parameters() if x.requires_grad)
     total = sum(x.numel() for x in model.parameters())
     seq = min(cfg.max_seq_length, max(train_enc.lengths))
     mem = estimate_memory(model, trainable, p.optim, cfg.batch_size, seq, p.gradient_checkpointing,
                           2 if p.compute_dtype != "float32" else 4)
-    text = report(train_enc, held_enc, trainable, total, mem, p, steps, cfg.batch_size, cfg.grad_accum)
+    text = report(train_enc, d.held_enc, trainable, total, mem, p, steps, cfg.batch_size, cfg.grad_accum)
     run.file("preflight.txt").write_text(text + "\n", encoding="utf-8")
     _say(text, quiet)
     return mem
 
 
-def _finish(run, trainer, log, before, after, gen_ex, train_enc, held_enc, p, ckpt, mem, quiet) -> dict:
-    state = trainer.state
+def _finish(run, trainer, log, before, after, gen_ex, d: Prepared, p, ckpt, mem, quiet) -> dict:
+    state, train_enc, held_enc = trainer.state, d.train_enc, d.held_enc
     with open(run.file(TRAIN_LOG), "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": state.global_step, "eval_loss": after["loss"]}) + "\n")
     rows = [r for _, r in iter_jsonl(run.file(TRAIN_LOG)) if "loss" in r]
@@ -278,15 +300,15 @@ def peak_memory(device: str) -> int:
 
 
 def _quiet_libraries() -> None:
-    """Our preflight, bar and summary replace the libraries' own progress output. bitsandbytes warns on CPU that
-    it cannot download an optional kernel (we never download at run time); its fallback is used."""
-    import logging
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    """Our preflight, bar and summary replace the libraries' own progress output and deprecation chatter."""
+    import warnings
+
     import datasets
     import transformers
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", message=r".*deprecated and will be removed in v6", category=FutureWarning)
 
 
 def _say(msg: str, quiet: bool) -> None:

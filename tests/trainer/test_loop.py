@@ -135,10 +135,18 @@ def test_model_without_chat_template_trains_with_the_default_one(tiny_base_model
                                    add_generation_prompt=True) == "### Instruction:\nhi\n\n### Response:\n"
 
 
-def test_preflight_stops_before_loading_the_model(tiny_model, tiny_data, tmp_path):
+def test_bad_input_fails_before_the_output_folder_is_written(tiny_model, tiny_data, tmp_path):
+    from instructgen.config import ConfigError
+    from instructgen.models import ModelSpecError
     with pytest.raises(PreflightError, match="no token would be trained"):
         train(tiny_config(tiny_model, max_seq_length=8), tiny_data, tmp_path / "out", quiet=True)
-    assert not (tmp_path / "out" / "adapter").exists() and not (tmp_path / "out" / "completed").exists()
+    with pytest.raises(PreflightError, match="longer than max_seq_length=20"):
+        train(tiny_config(tiny_model, max_seq_length=20), tiny_data, tmp_path / "out", quiet=True)
+    with pytest.raises(ModelSpecError, match="no-such-model"):
+        train(tiny_config(tmp_path / "no-such-model"), tiny_data, tmp_path / "out", quiet=True)
+    with pytest.raises(ConfigError, match="chat_template"):
+        train(tiny_config(tiny_model, chat_template=str(tmp_path / "none.jinja")), tiny_data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # so the corrected command starts clean, with no --overwrite
 
 
 def test_push_without_token_fails_before_any_work(tiny_model, tiny_data, tmp_path, monkeypatch):
