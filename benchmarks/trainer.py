@@ -1,12 +1,13 @@
-"""Trainer benchmark (issue 5), run by hand: `python benchmarks/trainer.py [--steps 3] [--rounds 2] [--skip-nf4]`.
+"""Trainer benchmark (issue 5), run by hand: `python benchmarks/trainer.py [--steps 3] [--rounds 3] [--threads 1]`.
 
 1. Overhead of our `gen train` path against a minimal trl SFTTrainer + peft script with the same settings, on
    the embedded student (SmolLM2-135M-Instruct) and a fixed exported set (the 175 Self-Instruct seed tasks of
    ../shared/data, exported as `messages` JSONL): training tokens/s (target >= 0.95 of the script's) and peak
-   RSS (target <= 1.05 of the script's). Each side runs in its own process (peak RSS from wait4), alternating,
-   `--rounds` times; the medians are compared. Our side runs the whole command (preflight, held-out loss before
+   RSS (target <= 1.05 of the script's). Each side runs in its own process (peak RSS from wait4), in rotating
+   order, `--rounds` times; the medians are compared. Both train on the same examples in the same order. Our side runs the whole command (preflight, held-out loss before
    and after, adapter save); its tokens/s is over the training loop, like the script's.
-2. Peak memory of nf4 vs none (plain LoRA) on the embedded student, and the per-step time of each on CPU.
+2. Peak memory of nf4 vs none (plain LoRA) on the embedded student, and the per-step time of each on CPU
+   (`gen train --quantization nf4`, the same runs as in 1 otherwise).
 3. Only when CUDA is available (nothing here measures a GPU otherwise): a 0.66B Llama-shaped model (random
    weights, built from a config; speed and memory do not depend on the values) trained with nf4 (QLoRA) and with
    bf16 LoRA: peak GPU memory and tokens/s.
@@ -158,7 +159,7 @@ def tiny_llama_folder(folder: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=3, help="optimizer steps per measured run")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating runs of each side")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each side, in rotating order")
     ap.add_argument("--skip-nf4", action="store_true", help="skip the nf4 run (slow on CPU)")
     ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every run (default: torch's); 1 is steadier "
                                                 "on a machine shared with other jobs")
@@ -185,37 +186,39 @@ def main() -> None:
         print(f"data: {n} examples (Self-Instruct seed tasks as messages JSONL), {n_train} trained on by both sides "
               f"in the same order; settings: {SETTINGS}; {a.steps} steps per run, {a.rounds} rounds; CPU threads "
               f"{os.environ.get('OMP_NUM_THREADS') or torch.get_num_threads()}", flush=True)
-        runs: dict[str, list[dict]] = {"ours": [], "script": []}
+        sides = ["script", "ours"] + ([] if a.skip_nf4 else ["nf4"])
+        runs: dict[str, list[dict]] = {side: [] for side in sides}
         for r in range(a.rounds):
-            for side in ("script", "ours") if r % 2 == 0 else ("ours", "script"):
-                res = (ours(data, tmp / f"ours{r}", a.steps) if side == "ours"
-                       else script(same, tmp / f"script{r}", a.steps))
+            for side in sides[r % len(sides):] + sides[:r % len(sides)]:  # rotate the order every round
+                res = (script(same, tmp / f"script{r}", a.steps) if side == "script" else
+                       ours(data, tmp / f"{side}{r}", a.steps, quantization="nf4" if side == "nf4" else "none"))
                 runs[side].append(res)
                 print(f"  round {r + 1} {side:6s}: {res['tokens_per_s']:7.1f} tok/s, peak RSS "
                       f"{res['peak_rss'] / 2**20:7.0f} MiB, train {res['train_s']:.1f} s, wall {res['wall_s']:.1f} s",
                       flush=True)
-        med = {side: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "peak_rss")}
+        med = {side: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "peak_rss", "train_s")}
                for side, rs in runs.items()}
+        low = {side: min(r["peak_rss"] for r in rs) for side, rs in runs.items()}
         tps = med["ours"]["tokens_per_s"] / med["script"]["tokens_per_s"]
         rss = med["ours"]["peak_rss"] / med["script"]["peak_rss"]
         print("\n1. gen train vs minimal trl SFTTrainer + peft script (embedded student, CPU, medians)")
         print(table([["tokens/s", med["ours"]["tokens_per_s"], med["script"]["tokens_per_s"], tps, ">= 0.95",
                       "ok" if tps >= 0.95 else "MISS"],
                      ["peak RSS MiB", med["ours"]["peak_rss"] / 2**20, med["script"]["peak_rss"] / 2**20, rss,
-                      "<= 1.05", "ok" if rss <= 1.05 else "MISS"]],
+                      "<= 1.05", "ok" if rss <= 1.05 else "MISS"],
+                     ["lowest peak RSS MiB", low["ours"] / 2**20, low["script"] / 2**20, low["ours"] / low["script"],
+                      "", ""]],
                     header=["", "gen train", "script", "ratio", "target", ""]))
 
         if not a.skip_nf4:
-            none = runs["ours"][0]
-            q = ours(data, tmp / "nf4", 1, quantization="nf4")
-            print("\n2. nf4 vs none on the embedded student (CPU; gen train, peak RSS of the whole command)")
-            print(table([["none", none["weights_bytes"] / 2**20, none["peak_rss"] / 2**20,
-                          none["train_s"] / a.steps, none["tokens_per_s"]],
-                         ["nf4", q["weights_bytes"] / 2**20, q["peak_rss"] / 2**20, q["train_s"], q["tokens_per_s"]]],
+            w = {q: runs[side][0]["weights_bytes"] for q, side in (("none", "ours"), ("nf4", "nf4"))}
+            print("\n2. nf4 vs none on the embedded student (CPU; gen train; medians; peak RSS of the whole command)")
+            print(table([[q, w[q] / 2**20, med[side]["peak_rss"] / 2**20, med[side]["train_s"] / a.steps,
+                          med[side]["tokens_per_s"]] for q, side in (("none", "ours"), ("nf4", "nf4"))],
                         header=["quantization", "weights MiB", "peak RSS MiB", "s/step", "tokens/s"]))
-            print(f"   nf4/none: weights {q['weights_bytes'] / none['weights_bytes']:.2f}, peak RSS "
-                  f"{q['peak_rss'] / none['peak_rss']:.2f}, step time "
-                  f"{q['train_s'] / (none['train_s'] / a.steps):.1f}x")
+            print(f"   nf4/none: weights {w['nf4'] / w['none']:.2f}, peak RSS "
+                  f"{med['nf4']['peak_rss'] / med['ours']['peak_rss']:.2f}, step time "
+                  f"{med['nf4']['train_s'] / med['ours']['train_s']:.2f}x")
 
         if torch.cuda.is_available():
             folder = tiny_llama_folder(tmp / "llama-0.66b")

@@ -159,10 +159,11 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
             completions = teacher.generate(prompts, sampling)
             created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             records: list[Task] = []
-            for j, (prompt, c, sh) in enumerate(zip(prompts, completions, shown)):
+            for c in completions:  # every generated token counts, also those of completions left unused
                 rate.add(c.completion_tokens)
                 tokens["prompt"] += c.prompt_tokens
                 tokens["completion"] += c.completion_tokens
+            for j, (prompt, c, sh) in enumerate(zip(prompts, completions, shown)):
                 prov = {"teacher": teacher.name, "template": template.name, "recipe": recipe.name,
                         "sampling": sampling.to_dict(), "prompt_hash": text_hash(str(prompt)),
                         "created_at": created, "shown": [t.id for t in sh], "completion_index": j,

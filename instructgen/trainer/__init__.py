@@ -15,10 +15,4 @@ def train(cfg: TrainConfig, data, out, overwrite: bool = False, quiet: bool = Fa
                   private=private)
 
 
-def merge(run_dir, out=None, dtype: str = "auto", overwrite: bool = False, quiet: bool = False):
-    """Merge a trained adapter into its unquantized base; see `instructgen.trainer.merge.merge_adapter`."""
-    from .merge import merge_adapter
-    return merge_adapter(run_dir, out=out, dtype=dtype, overwrite=overwrite, quiet=quiet)
-
-
-__all__ = ["TrainConfig", "train_config", "train", "merge"]
+__all__ = ["TrainConfig", "train_config", "train"]  # merging: instructgen.trainer.merge.merge_adapter

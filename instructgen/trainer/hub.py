@@ -39,7 +39,7 @@ def hub_token() -> str:
                    "nothing was trained or uploaded")
 
 
-def base_model_id(student: str, adapter: Path) -> str | None:
+def base_model_id(student: str) -> str | None:
     """A hub id for the card's base_model: known for embedded students and hub-id specs, else None."""
     if student in EMBEDDED_HUB_IDS:
         return EMBEDDED_HUB_IDS[student]
@@ -55,7 +55,7 @@ def model_card(run_dir: str | os.PathLike, repo: str) -> str:
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     versions = json.loads((run / "versions.json").read_text(encoding="utf-8"))
     tr, b, a = metrics["train"], metrics["before"], metrics["after"]
-    base = base_model_id(cfg["student"], run / "adapter")
+    base = base_model_id(cfg["student"])
     meta = ["---", "library_name: peft", "pipeline_tag: text-generation",
             "tags:", "- instructgen", "- lora", "- sft", "- trl"] + (["- qlora"] if tr["quantization"] == "nf4" else [])
     if base:

@@ -37,7 +37,7 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 from transformers import TrainerCallback  # noqa: E402 - this module is imported only to train
 
 from ..config import to_dict
-from ..records import iter_jsonl
+from ..records import iter_jsonl, repair_torn_tail
 from ..rundir import RunDir, write_json
 from .config import Plan, TrainConfig, plan, validate
 from .data import Encoded, encode_all, fingerprint, load_examples, set_chat_template, split_heldout
@@ -87,6 +87,7 @@ class Prepared:
 
     tok: Any
     model_path: str
+    template: str  # where the chat template came from: "student", "default" or the file given
     heldout: list[dict]
     train_enc: Encoded
     held_enc: Encoded
@@ -95,12 +96,12 @@ class Prepared:
 def prepare(cfg: TrainConfig, examples: list[dict]) -> Prepared:
     """Tokenizer, held-out split, encoded examples and the preflight checks: everything before the model loads."""
     _quiet_libraries()
-    tok, model_path = load_tokenizer(cfg)
+    tok, model_path, template = load_tokenizer(cfg)
     train_ex, held_ex = split_heldout(examples, cfg.heldout_share, cfg.min_heldout, cfg.seed)
     train_enc = encode_all(tok, train_ex, cfg.max_seq_length)
     held_enc = encode_all(tok, held_ex, cfg.max_seq_length)
     check(train_enc, held_enc, cfg.max_seq_length, cfg.max_truncated_share)
-    return Prepared(tok, model_path, held_ex, train_enc, held_enc)
+    return Prepared(tok, model_path, template, held_ex, train_enc, held_enc)
 
 
 def _train(cfg: TrainConfig, d: Prepared, run: RunDir, quiet: bool) -> dict:
@@ -123,7 +124,7 @@ def _train(cfg: TrainConfig, d: Prepared, run: RunDir, quiet: bool) -> dict:
     ckpt = resume_point(run.path / "checkpoints", run.file(TRAIN_LOG), before["loss"])
     _say(f"resuming from {ckpt}" if ckpt else f"training: {steps} steps on {p.device}", quiet)
     trainer.train(resume_from_checkpoint=ckpt)                                     # train
-    save_adapter(trainer, d.tok, run.path / "adapter", cfg, p)                     # save
+    save_adapter(trainer, d, run.path / "adapter", cfg, p)                         # save
     after = evaluate(trainer, d.tok, held_ds, gen_ex, cfg.eval_max_new_tokens, cfg.eval_batch_size, adapter=True)
     return _finish(run, trainer, log, before, after, gen_ex, d, p, ckpt, mem, quiet)
 
@@ -131,16 +132,16 @@ def _train(cfg: TrainConfig, d: Prepared, run: RunDir, quiet: bool) -> dict:
 # ------------------------------------------------------------------------------------------------ pieces
 
 def load_tokenizer(cfg: TrainConfig):
-    """The student's tokenizer with the chat template training uses; a pad token when it has none."""
+    """(tokenizer with the chat template training uses and a pad token, model folder, template source)."""
     from transformers import AutoTokenizer
 
     from ..models import resolve
     path, gguf = resolve(cfg.student)
     tok = AutoTokenizer.from_pretrained(path, gguf_file=gguf)
-    set_chat_template(tok, cfg.chat_template)
+    template = set_chat_template(tok, cfg.chat_template)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    return tok, path
+    return tok, path, template
 
 
 def load_model(path: str, p: Plan, cfg: TrainConfig):
@@ -204,6 +205,7 @@ def resume_point(checkpoints: Path, log: Path, before_loss: float | None) -> str
     """The last whole checkpoint (trainer_state.json is written last), with the training log cut back to it;
     half-written checkpoints from a kill are removed."""
     done = []
+    repair_torn_tail(log)  # a kill mid-write leaves half a line
     for d in sorted(checkpoints.glob("checkpoint-*")) if checkpoints.exists() else []:
         if (d / "trainer_state.json").exists():
             done.append((int(d.name.split("-")[-1]), d))
@@ -218,26 +220,20 @@ def resume_point(checkpoints: Path, log: Path, before_loss: float | None) -> str
     return str(last) if last else None
 
 
-def save_adapter(trainer, tok, target: Path, cfg: TrainConfig, p: Plan) -> None:
+def save_adapter(trainer, d: Prepared, target: Path, cfg: TrainConfig, p: Plan) -> None:
     """Adapter, tokenizer (its chat template included) and what inference needs to know, written atomically."""
-    tmp = target.with_name(target.name + ".tmp")
+    tok, tmp = d.tok, target.with_name(target.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     trainer.model.save_pretrained(str(tmp))
     tok.save_pretrained(str(tmp))
     write_json(tmp / "training_info.json", {
         "student": cfg.student, "quantization": p.quantization, "compute_dtype": p.compute_dtype,
-        "chat_template": "file " + cfg.chat_template if cfg.chat_template else
-        ("student" if tok.chat_template != _default_template() else "default (### Instruction / ### Response)"),
+        "chat_template": {"default": "default (### Instruction / ### Response)"}.get(d.template, d.template),
         "eos_token": tok.eos_token, "eos_token_id": tok.eos_token_id, "user_template": cfg.user_template})
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
-
-
-def _default_template() -> str:
-    from .data import DEFAULT_CHAT_TEMPLATE
-    return DEFAULT_CHAT_TEMPLATE
 
 
 def _preflight(trainer, d: Prepared, cfg, p, steps, run, quiet):

@@ -136,15 +136,23 @@ def test_borderline_estimates_are_decided_by_exact_jaccard():
     assert exact_used > 20
 
 
-def test_parallel_hashing_gives_the_same_signatures(monkeypatch):
-    from instructgen.filters import minhash
-    monkeypatch.setattr(minhash, "PARALLEL_MIN_TEXTS", 10)
-    texts = [f"record number {i} says {' '.join(['word'] * (i % 7))} and more text {i % 5}" for i in range(40)]
-    h = MinHasher(num_perm=32)
-    one = h.signatures(texts, workers=1)
-    two = h.signatures(texts, workers=2)
-    for x, y in zip(one, two):
-        assert (x == y).all()
+def test_parallel_hashing_gives_the_same_signatures():
+    # in a fresh interpreter: this test process may hold torch, and then hashing never forks
+    code = """
+import numpy as np
+from instructgen.filters import minhash
+assert minhash.fork_is_safe()
+minhash.PARALLEL_MIN_TEXTS = 10
+texts = [f"record {i} says {' '.join(['word'] * (i % 7))} and more text {i % 5}" for i in range(40)] + [""]
+h = minhash.MinHasher(num_perm=32)
+for x, y in zip(h.signatures(texts, workers=1), h.signatures(texts, workers=3)):
+    assert x.shape == y.shape and (x == y).all()
+print("ok")
+"""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
 @pytest.mark.parametrize("kw", [dict(threshold=0), dict(bands=3), dict(bands=100, rows=2), dict(ngram=0),

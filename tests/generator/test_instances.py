@@ -538,7 +538,7 @@ def test_embedded_teacher_seeds_to_instructions_to_instances_to_messages(tmp_pat
     from instructgen.export import export
     from instructgen.generator.bootstrap import generate_instructions
 
-    gcfg = generation_config(dict(num=10, batch_size=12, max_new_tokens=96))  # short budgets: CPU minutes
+    gcfg = generation_config(dict(num=10, batch_size=16, max_new_tokens=96))  # short budgets: CPU minutes
     s1 = generate_instructions(gcfg, tmp_path / "instructions", teacher=embedded_teacher, quiet=True)
     assert s1["kept"] == 10
     icfg = InstancesConfig(batch_size=16, max_new_tokens=64)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny import build_model, records, tiny_config  # noqa: E402
+from tiny import build_model, one_thread, records, tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,5 +38,16 @@ def trained_run(tiny_model, tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("trained")
     data = root / "data.json"
     data.write_text(json.dumps(records()), encoding="utf-8")
-    metrics = train(tiny_config(tiny_model, quantization="none", max_steps=16), data, root / "out", quiet=True)
+    with one_thread():
+        metrics = train(tiny_config(tiny_model, quantization="none", max_steps=16), data, root / "out", quiet=True)
     return root / "out", metrics
+
+
+@pytest.fixture(autouse=True)
+def _tiny_model_threads(request):
+    """One torch thread for the tiny-model tests; the embedded-student test (marked slow) keeps the default."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    with one_thread():
+        yield

@@ -54,7 +54,7 @@ def test_auto_resolves_per_device():
     assert (cpu.quantization, cpu.optim, cpu.gradient_checkpointing, cpu.compute_dtype, cpu.max_steps) == \
         ("none", "adamw_torch", False, "float32", TrainConfig().cpu_max_steps)
     assert plan(TrainConfig(quantization="nf4"), cuda=False).quantization == "nf4"
-    assert plan(TrainConfig(max_steps=5), cuda=False).max_steps == 5
+    assert plan(TrainConfig(max_steps=3), cuda=False).max_steps == 3
     assert plan(TrainConfig(max_steps=500), cuda=False).max_steps == TrainConfig().cpu_max_steps
     assert plan(TrainConfig(max_steps=500, cpu_max_steps=0), cuda=False).max_steps == 500
     assert plan(TrainConfig(max_steps=500), cuda=True).max_steps == 500

@@ -3,6 +3,7 @@ words the test data uses (ChatML chat template, EOS = <|im_end|>); small dataset
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
@@ -65,3 +66,15 @@ def tiny_config(student: Path, **kw):
                 eval_generations=3, eval_max_new_tokens=6, save_steps=3, warmup_ratio=0.0)
     base.update(kw)
     return TrainConfig(**base)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """The tiny model is overhead-bound: one torch thread is faster, and kinder to a shared CI machine."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
