@@ -175,7 +175,7 @@ def _require_str(obj: dict, key: str, path, line, allow_empty: bool = False) -> 
 
 def detect_format(obj: dict) -> str:
     """Name the record format of one JSON object."""
-    if "messages" in obj:
+    if "messages" in obj and "instruction" not in obj:  # our jsonl/parquet exports carry both
         return "messages"
     if "conversations" in obj:
         return "sharegpt"

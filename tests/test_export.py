@@ -9,7 +9,7 @@ import pytest
 
 from instructgen.cli import main as cli_main
 from instructgen.export import FORMATS, export, export_tasks
-from instructgen.records import Instance, RecordError, Task, read_tasks, write_jsonl
+from instructgen.records import Instance, RecordError, Task, read_tasks
 from instructgen.rundir import RunDir
 
 

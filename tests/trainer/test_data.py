@@ -122,3 +122,23 @@ def test_load_examples_from_alpaca_json_and_errors(tmp_path):
         load_examples(empty)
     with pytest.raises(RecordError, match="no such file"):
         load_examples(tmp_path / "missing.json")
+
+
+def test_load_examples_from_a_stage_folder_and_messages_jsonl(tmp_path):
+    from instructgen.records import Instance, Task, write_jsonl
+    stage = tmp_path / "curated"
+    stage.mkdir()
+    (stage / "config.json").write_text(json.dumps({"stage": "curate", "config": {}}))
+    kept = Task(id="a", instruction="Name a color.", instances=[Instance("", "Blue"), Instance("", "Red")])
+    dropped = Task(id="b", instruction="Name a fruit.", instances=[Instance("", "Apple")]).drop("too_short")
+    write_jsonl(stage / "kept.jsonl", [kept, dropped])
+    with pytest.raises(RecordError, match="not complete"):
+        load_examples(stage)
+    (stage / "completed").write_text("now\n")
+    ex = load_examples(stage)
+    assert [(e["id"], e["output"]) for e in ex] == [("a-0", "Blue"), ("a-1", "Red")]  # dropped records skipped
+    msgs = tmp_path / "train.jsonl"
+    msgs.write_text(json.dumps({"messages": [{"role": "user", "content": "Say hi."},
+                                             {"role": "assistant", "content": "Hi!"}]}) + "\n")
+    assert load_examples(msgs)[0]["messages"] == [{"role": "user", "content": "Say hi."},
+                                                   {"role": "assistant", "content": "Hi!"}]
