@@ -93,6 +93,8 @@ def convert_gguf(gguf: Path, name: str | None = None) -> Path:
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
         model.load_state_dict(loaded.state_dict())
+        if hasattr(model.config, "quantization_config"):  # weights are plain fp32 now; trainers refuse a "GGUF" tag
+            del model.config.quantization_config
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         try:
