@@ -11,15 +11,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .filters.base import doc  # noqa: F401  (the one dataclass-field-with-doc helper; re-exported here)
 from .filters.rules import ALPACA_BLACKLIST, SELF_INSTRUCT_BLACKLIST
 
 
 class ConfigError(ValueError):
     pass
-
-
-def doc(text: str, **kw):
-    return field(metadata={"doc": text}, **kw)
 
 
 @dataclass

@@ -296,8 +296,9 @@ def build_into(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> 
 # ------------------------------------------------------------------------------------------------ upload
 
 @contextlib.contextmanager
-def _online():
-    """`gen` sets HF_HUB_OFFLINE=1 for every command; the upload is the one step that must reach the Hub."""
+def online():
+    """`gen` sets HF_HUB_OFFLINE=1 for every command; an upload is the one step that must reach the Hub
+    (datasets here, adapters in `trainer/hub.py`)."""
     from huggingface_hub import constants
     old = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = False
@@ -317,7 +318,7 @@ def upload(folder: Path, cfg: PublishConfig, token: str, attempts: int = 3, wait
     local = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     for attempt in range(1, attempts + 1):
         try:
-            with _online():
+            with online():
                 api = HfApi(endpoint=endpoint, token=token, library_name="instructgen")
                 api.create_repo(cfg.repo, repo_type="dataset", private=cfg.private, exist_ok=True)
                 info = api.repo_info(cfg.repo, repo_type="dataset")

@@ -123,6 +123,19 @@ class RunDir:
             repair_torn_tail(self.path / self.LOG)
         return self.state
 
+    def open_batched(self, config: dict, overwrite: bool = False, templates: Iterable[Path] = ()) -> tuple[str, list[Task]]:
+        """`open`, then the log to resume from, with a trailing batch that was not written whole cut away (that
+        batch is redone). Returns (state, log); the log is empty when the state is "done" or "fresh"."""
+        state = self.open(config, overwrite=overwrite, templates=templates)
+        if state == "done":
+            return state, []
+        log = self.read_log()
+        cut = incomplete_batch_tail(log)
+        if cut < len(log):
+            self.rewrite_log(log[:cut])
+            log = log[:cut]
+        return state, log
+
     def read_log(self) -> list[Task]:
         """All records in the append-only log (a torn last line from a crash is cut first)."""
         log = self.path / self.LOG

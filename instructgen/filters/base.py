@@ -24,7 +24,7 @@ FIELDS = ("instruction", "input", "output")
 
 
 def doc(text: str, **kw):
-    """A dataclass field with its documentation (the same metadata key as `instructgen.config.doc`)."""
+    """A dataclass field with its documentation (`field_docs` and the registry tests read it)."""
     return field(metadata={"doc": text}, **kw)
 
 

@@ -25,7 +25,7 @@ from ..filters.rouge import RougeNoveltyFilter
 from ..filters.rules import BlacklistFilter, FirstCharFilter, LengthFilter, PrefixFilter
 from ..progress import Rate, bar, table
 from ..records import Instance, Task, read_seed_tasks, text_hash
-from ..rundir import RunDir, incomplete_batch_tail
+from ..rundir import RunDir
 from ..templates import PromptTemplate, load_template
 from .teachers import Sampling, Teacher
 
@@ -102,7 +102,7 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
         from .teachers import validate_spec
         validate_spec(cfg.teacher)
     rd = RunDir(out, "instructions")
-    state = rd.open(to_dict(cfg), overwrite=overwrite, templates=[template.path])
+    state, log = rd.open_batched(to_dict(cfg), overwrite=overwrite, templates=[template.path])
     if state == "done":
         summary = rd.summary()
         if not quiet:
@@ -110,11 +110,6 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
             print(format_summary(summary), file=sys.stderr)
         return summary
 
-    log = rd.read_log()
-    cut = incomplete_batch_tail(log)
-    if cut < len(log):
-        rd.rewrite_log(log[:cut])  # a crash mid-batch: that batch is redone whole
-        log = log[:cut]
 
     rules, novelty = instruction_filters(cfg, seeds)
     machine: list[Task] = []

@@ -27,7 +27,7 @@ from typing import Sequence
 from ..config import ConfigError, build, doc, load_yaml, to_dict
 from ..progress import Rate, bar, table
 from ..records import Instance, RecordError, Task, read_records, text_hash
-from ..rundir import RunDir, incomplete_batch_tail
+from ..rundir import RunDir
 from ..templates import PromptTemplate, load_template
 from .teachers import Sampling, Teacher
 
@@ -253,7 +253,7 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
         validate_spec(cfg.teacher)
     rd = RunDir(out, "instances")
     run_config = dict(to_dict(cfg), input_hash=_input_hash(all_tasks))
-    state = rd.open(run_config, overwrite=overwrite, templates=templates.paths())
+    state, log = rd.open_batched(run_config, overwrite=overwrite, templates=templates.paths())
     if state == "done":
         summary = rd.summary()
         if not quiet:
@@ -261,11 +261,6 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
             print(format_summary(summary), file=sys.stderr)
         return summary
 
-    log = rd.read_log()
-    cut = incomplete_batch_tail(log)
-    if cut < len(log):
-        rd.rewrite_log(log[:cut])  # a crash mid-batch: that batch is redone whole
-        log = log[:cut]
     done = {t.id for t in log}
     remaining = [t for t in todo if t.id not in done]
     batch_idx = (log[-1].meta["batch"] + 1) if log else 0

@@ -7,13 +7,13 @@ allowed to reach the Hub.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 from pathlib import Path
 
 from ..config import ConfigError
+from ..publish import online as _online
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 # Hub ids of the embedded students, for the card's `base_model`.
@@ -113,18 +113,6 @@ def upload_files(run_dir: str | os.PathLike, repo: str) -> Path:
     adapter = Path(run_dir) / "adapter"
     (adapter / "README.md").write_text(model_card(run_dir, repo), encoding="utf-8")
     return adapter
-
-
-@contextlib.contextmanager
-def _online():
-    """Lift `gen`'s HF_HUB_OFFLINE=1 for the upload calls only."""
-    from huggingface_hub import constants
-    old = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = False
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = old
 
 
 def push_adapter(run_dir: str | os.PathLike, repo: str, token: str, private: bool = False, api=None) -> str:
