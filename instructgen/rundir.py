@@ -168,6 +168,15 @@ class RunDir:
         write_json(self.path / "summary.json", summary)
         (self.path / "completed").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
 
+    def done_summary(self, format_summary, quiet: bool = False) -> dict:
+        """The summary of a completed run, printed (unless quiet) with the stage's own table format."""
+        import sys
+        summary = self.summary()
+        if not quiet:
+            print(f"{self.path} is already complete; nothing to do.", file=sys.stderr)
+            print(format_summary(summary), file=sys.stderr)
+        return summary
+
     def summary(self) -> dict:
         p = self.path / "summary.json"
         return json.loads(p.read_text()) if p.exists() else {}

@@ -102,6 +102,20 @@ class _Growable:
         return self.a[: self.n]
 
 
+def _overlap_bounds(doc_features, lengths: np.ndarray, cand: np.ndarray, q_sorted: np.ndarray, la: int,
+                    floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The bound 2*m/(la + lb) with the exact multiset overlap m of the query (its sorted feature ids) and each
+    candidate, in one pass over the candidates' feature lists; returns the candidates above `floor` and bounds."""
+    feats_c = [doc_features[c] for c in cand]
+    allf = np.concatenate(feats_c)
+    owner = np.repeat(np.arange(len(cand)), [len(x) for x in feats_c])
+    pos = np.minimum(np.searchsorted(q_sorted, allf), len(q_sorted) - 1)
+    overlap = np.bincount(owner[q_sorted[pos] == allf], minlength=len(cand))
+    ub = 2.0 * overlap / (la + lengths[cand])
+    keep = ub > floor
+    return cand[keep], ub[keep]
+
+
 class RougeIndex:
     """A growing pool of texts answering exact ROUGE-L queries: the max, a threshold test and the top k."""
 
@@ -176,16 +190,8 @@ class RougeIndex:
         cand = cand[2.0 * np.minimum(lengths, la) / (la + lengths) > floor]
         if not len(cand):
             return cand, np.empty(0)
-        # exact multiset overlap with each candidate, in one pass over their feature lists
         q = np.sort(np.array([i for i in fids if i >= 0], dtype=np.int32))
-        feats_c = [self._doc_features[c] for c in cand]
-        allf = np.concatenate(feats_c)
-        owner = np.repeat(np.arange(len(cand)), [len(x) for x in feats_c])
-        pos = np.minimum(np.searchsorted(q, allf), len(q) - 1)
-        overlap = np.bincount(owner[q[pos] == allf], minlength=len(cand))
-        ub = 2.0 * overlap / (la + self._lengths.view()[cand])
-        keep = ub > floor
-        return cand[keep], ub[keep]
+        return _overlap_bounds(self._doc_features, self._lengths.view(), cand, q, la, floor)
 
     def max_score(self, tokens: Sequence[str], threshold: float | None = None) -> tuple[float, int | None]:
         """Exact highest ROUGE-L F and its pool position. With `threshold`, stop at the first score above it
@@ -321,14 +327,7 @@ class PrefixRougeIndex:
         cand = cand[ok]
         if not len(cand):
             return 0.0, None
-        feats_c = [self._doc_features[c] for c in cand]
-        allf = np.concatenate(feats_c)
-        owner = np.repeat(np.arange(len(cand)), [len(x) for x in feats_c])
-        pos = np.minimum(np.searchsorted(fids, allf), len(fids) - 1)
-        overlap = np.bincount(owner[fids[pos] == allf], minlength=len(cand))
-        ub = 2.0 * overlap / (la + self._lengths.view()[cand])
-        keep = ub > floor
-        cand, ub = cand[keep], ub[keep]
+        cand, ub = _overlap_bounds(self._doc_features, self._lengths.view(), cand, fids, la, floor)
         order = np.argsort(-ub, kind="stable")
         masks = _masks(tokens)
         best, best_i = 0.0, None

@@ -104,11 +104,7 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
     rd = RunDir(out, "instructions")
     state, log = rd.open_batched(to_dict(cfg), overwrite=overwrite, templates=[template.path])
     if state == "done":
-        summary = rd.summary()
-        if not quiet:
-            print(f"{rd.path} is already complete; nothing to do.", file=sys.stderr)
-            print(format_summary(summary), file=sys.stderr)
-        return summary
+        return rd.done_summary(format_summary, quiet)
 
 
     rules, novelty = instruction_filters(cfg, seeds)

@@ -255,11 +255,7 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
     run_config = dict(to_dict(cfg), input_hash=_input_hash(all_tasks))
     state, log = rd.open_batched(run_config, overwrite=overwrite, templates=templates.paths())
     if state == "done":
-        summary = rd.summary()
-        if not quiet:
-            print(f"{rd.path} is already complete; nothing to do.", file=sys.stderr)
-            print(format_summary(summary), file=sys.stderr)
-        return summary
+        return rd.done_summary(format_summary, quiet)
 
     done = {t.id for t in log}
     remaining = [t for t in todo if t.id not in done]
