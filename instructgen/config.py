@@ -7,7 +7,7 @@ written into the run folder's config.json, so a run shows exactly which constant
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 

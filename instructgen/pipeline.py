@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, build, doc, load_yaml
-from .rundir import RunDir, write_json
+from .rundir import RunDir
 
 
 @dataclass
@@ -70,7 +70,6 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     validate_instances(inst_cfg)
     train_cfg = build(TrainConfig, [("training", dict(cfg.training, student=cfg.student, seed=cfg.seed))])
     validate_training(train_cfg)
-    from dataclasses import asdict
     top = RunDir(out, "run")
     top.open(asdict(cfg), overwrite=overwrite)  # refuses a different config before any stage starts
     t0 = time.perf_counter()
@@ -92,8 +91,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     _say(f"5/5 report -> {out / 'report.html'}", quiet)
     report = write_report(out, out / "report.html")
     summaries["wall_seconds_this_session"] = round(time.perf_counter() - t0, 1)
-    top.mark_completed({k: v for k, v in summaries.items()})
-    write_json(out / "summary.json", summaries)
+    top.mark_completed(summaries)  # writes summary.json, then the `completed` marker
     if not quiet:
         print(where(out, report), file=sys.stderr)
     return summaries

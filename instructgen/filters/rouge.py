@@ -116,6 +116,25 @@ def _overlap_bounds(doc_features, lengths: np.ndarray, cand: np.ndarray, q_sorte
     return cand[keep], ub[keep]
 
 
+def _best_exact(tokens: Sequence[str], pool_tokens: list, cand: np.ndarray, ub: np.ndarray,
+                threshold: float | None = None) -> tuple[float, int | None]:
+    """Exact ROUGE-L over candidates in descending order of their upper bound, stopping once no later bound
+    can beat the best score (or, with `threshold`, at the first score above it); returns (score, position)."""
+    order = np.argsort(-ub, kind="stable")
+    masks, la = _masks(tokens), len(tokens)
+    best, best_i = 0.0, None
+    for i, b in zip(cand[order], ub[order]):
+        if b + _EPS < best:
+            break  # sorted by bound: nothing later can beat the best exact score
+        other = pool_tokens[i]
+        s = _fmeasure(_lcs_masked(masks, la, other), la, len(other))
+        if s > best or best_i is None:
+            best, best_i = s, int(i)
+        if threshold is not None and s > threshold:
+            break
+    return best, best_i
+
+
 class RougeIndex:
     """A growing pool of texts answering exact ROUGE-L queries: the max, a threshold test and the top k."""
 
@@ -205,20 +224,7 @@ class RougeIndex:
             ub_all = self.bounds(tokens)
             cand = np.nonzero(ub_all > 0)[0]
             ub = ub_all[cand]
-        order = np.argsort(-ub, kind="stable")
-        cand, ub = cand[order], ub[order]
-        masks, la = _masks(tokens), len(tokens)
-        best, best_i = 0.0, None
-        for i, b in zip(cand, ub):
-            if b + _EPS < best:
-                break  # sorted by bound: nothing later can beat the best exact score
-            other = self.tokens[i]
-            s = _fmeasure(_lcs_masked(masks, la, other), la, len(other))
-            if s > best or best_i is None:
-                best, best_i = s, int(i)
-            if threshold is not None and s > threshold:
-                break
-        return best, best_i
+        return _best_exact(tokens, self.tokens, cand, ub, threshold)
 
     def top_k(self, tokens: Sequence[str], k: int = 10) -> list[tuple[int, float]]:
         """The k pool entries with the highest exact ROUGE-L F (entries sharing no token score 0, left out)."""
@@ -328,17 +334,7 @@ class PrefixRougeIndex:
         if not len(cand):
             return 0.0, None
         cand, ub = _overlap_bounds(self._doc_features, self._lengths.view(), cand, fids, la, floor)
-        order = np.argsort(-ub, kind="stable")
-        masks = _masks(tokens)
-        best, best_i = 0.0, None
-        for i, b in zip(cand[order], ub[order]):
-            if b + _EPS < best:
-                break  # sorted by bound: nothing later can beat the best exact score
-            other = self.tokens[i]
-            s = _fmeasure(_lcs_masked(masks, la, other), la, len(other))
-            if s > best or best_i is None:
-                best, best_i = s, int(i)
-        return best, best_i
+        return _best_exact(tokens, self.tokens, cand, ub)
 
 
 @dataclass

@@ -12,7 +12,7 @@ Backends are picked by name from `TEACHERS`; a spec is `NAME[:MODEL]` (`transfor
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol, Sequence, Union
 
 Prompt = Union[str, list]  # a string, or a list of {"role", "content"} messages
