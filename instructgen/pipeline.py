@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, build, doc, load_yaml
-from .rundir import RunDir
+from .rundir import RunDir, refuse_overlap, releases_locks
 
 
 @dataclass
@@ -52,6 +52,7 @@ def _say(msg: str, quiet: bool) -> None:
         print(f"\n== {msg}", file=sys.stderr, flush=True)
 
 
+@releases_locks
 def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet: bool = False) -> dict:
     """Run or resume every stage into `out`; returns {stage: summary}. Validation happens before any model call."""
     from .config import generation_config
@@ -71,6 +72,9 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     train_cfg = build(TrainConfig, [("training", dict(cfg.training, student=cfg.student, seed=cfg.seed))])
     validate_training(train_cfg)
     top = RunDir(out, "run")
+    refuse_overlap(out, [cfg.seeds] + [v for v in (cfg.instructions.get("template"), cfg.training.get("chat_template"))
+                                       if isinstance(v, str) and Path(v).exists()])
+    top.check_path()
     top.open(asdict(cfg), overwrite=overwrite)  # refuses a different config before any stage starts
     t0 = time.perf_counter()
     summaries: dict[str, Any] = {}

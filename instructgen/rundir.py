@@ -1,20 +1,29 @@
-"""Run folders: every output folder can reproduce itself and survives a crash.
+"""Run folders: every output folder can reproduce itself, survives a crash, and is never shared or mistaken.
 
-A stage writes into its folder: `config.json` (the resolved config), `versions.json` (library versions),
+A stage writes into its folder: a `.instructgen` marker (written first: the folder is ours only when it holds
+it), `config.json` (the resolved config, with fingerprints of every input), `versions.json` (library versions),
 `templates/` (copies of the prompt files used), an append-only log of records written whole per batch, its
 outputs, and a `completed` marker written last. Opening a folder again:
 - completed with the same config -> nothing to do;
-- started with the same config -> resume from the log;
-- a different config -> refused with the differing keys named, unless `overwrite=True`;
-- a non-empty folder that is not a run folder -> refused (we never overwrite what we did not write).
+- started with the same config and inputs -> resume from the log;
+- a different config, or a changed input (seeds, templates, records) -> refused with the differences named,
+  unless `overwrite=True`;
+- `overwrite=True` removes only the entries this stage writes (`OWNED`), and refuses a folder that holds
+  anything else, naming it; a non-empty folder without our marker is refused whole (we never delete what we did
+  not write).
+One process per folder: `open` takes an OS lock (`flock` on `.instructgen.lock`, released by the kernel when the
+process dies, kill -9 included); a second process stops at once, naming the folder and the holder's pid.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import platform
 import shutil
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +44,26 @@ class RunDirError(RuntimeError):
     pass
 
 
+def _real(p: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(str(p))))
+
+
+def refuse_overlap(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str = "--out") -> None:
+    """Refuse an output that is an input, lies inside one, or holds one: writing (or --overwrite) there would
+    destroy what the command reads. Paths are compared after resolving symbolic links."""
+    out = _real(output)
+    for i in inputs:
+        if i is None:
+            continue
+        src = _real(i)
+        if out == src or src in out.parents:
+            raise RunDirError(f"{what} {output} is inside the input {i}; choose an output outside it "
+                              f"(nothing was written)")
+        if out in src.parents:
+            raise RunDirError(f"{what} {output} holds the input {i}; choose an output that does not contain it "
+                              f"(nothing was written)")
+
+
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries that shape results (read from metadata; nothing is imported)."""
     out = {"python": platform.python_version()}
@@ -46,11 +75,25 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """A fresh temp path beside `path` (`.NAME.xxxx.tmp`), renamed onto `path` when the block succeeds and
+    removed when it fails: a crash never leaves half a file, and a stale temp file from an old crash is no
+    obstacle."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temp file + rename) so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
 
 
 def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -64,6 +107,194 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{k}: {a!r} -> {b!r}")
     return out
+
+
+MARKER = ".instructgen"  # {"tool": "instructgen", "stage": ...}: written first, so a folder is ours only with it
+LOCK = ".instructgen.lock"  # flock'ed while a process writes the folder; holds that process's pid
+COMMON = (MARKER, LOCK, "config.json", "versions.json", "templates", "log.jsonl", "summary.json", "completed")
+# what each stage writes at its top level: --overwrite removes these and nothing else
+OWNED = {
+    "instructions": ("instructions.jsonl", "rejected.jsonl"),
+    "instances": ("tasks.jsonl", "rejected.jsonl"),
+    "curate": ("steps.jsonl", "kept.jsonl", "rejected.jsonl", "stats.json", "curate.yaml", ".cache"),
+    "train": ("preflight.txt", "checkpoints", "train_log.jsonl", "eval_before.json", "adapter", "eval.jsonl",
+              "metrics.json", "merged"),
+    "run": ("instructions", "instances", "curated", "train", "report.html"),
+}
+SUBRUNS = {"run": ("instructions", "instances", "curated", "train")}  # entries that are run folders themselves
+
+# folders this process has locked: real path -> open lock file (flock is per open file, so one per folder)
+_HELD: dict[str, Any] = {}
+
+
+def _is_owned(name: str, owned: tuple[str, ...]) -> bool:
+    """Our own entry: a name the stage writes, or a temp file of one (`NAME.tmp`, `.NAME.xxxx.tmp`)."""
+    if name in owned:
+        return True
+    if name.endswith(".tmp"):
+        bare = name.lstrip(".")
+        return any(bare == o + ".tmp" or bare.startswith(o + ".") for o in owned)
+    return False
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _marker_stage(path: Path) -> str | None:
+    """The stage whose run folder `path` is, or None when it is not ours. Folders made before the marker existed
+    count when their config.json names a stage and their versions.json names instructgen."""
+    meta = _read_json(path / MARKER)
+    if isinstance(meta, dict) and meta.get("tool") == "instructgen":
+        return meta.get("stage")
+    cfg, ver = _read_json(path / "config.json"), _read_json(path / "versions.json")
+    if (isinstance(cfg, dict) and cfg.get("stage") in OWNED and isinstance(ver, dict) and "instructgen" in ver
+            and not (path / MARKER).exists()):
+        return cfg["stage"]
+    return None
+
+
+def foreign_entries(path: Path, stage: str) -> list[Path]:
+    """Entries of our run folder `path` that this stage did not write (stage subfolders of `gen run` included)."""
+    owned = COMMON + OWNED.get(stage, ())
+    out = []
+    for e in sorted(path.iterdir()):
+        if not _is_owned(e.name, owned):
+            out.append(e)
+        elif e.name in SUBRUNS.get(stage, ()) and e.is_dir() and not e.is_symlink() and any(e.iterdir()):
+            sub = _marker_stage(e)
+            out += foreign_entries(e, sub) if sub else [e]
+    return out
+
+
+def remove_owned(path: Path, stage: str, keep: Iterable[str] = ()) -> None:
+    """Remove what the stage wrote into `path` (after `foreign_entries` found nothing else); the lock stays."""
+    keep = set(keep) | {LOCK}
+    for e in path.iterdir():
+        if e.name in keep:
+            continue
+        if e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e)
+        else:
+            e.unlink()
+
+
+def _refuse_foreign(path: Path, stage: str) -> None:
+    foreign = foreign_entries(path, stage)
+    if foreign:
+        names = ", ".join(str(f.relative_to(path)) for f in foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise RunDirError(f"{path} holds {len(foreign)} file(s) instructgen did not write ({names}); --overwrite "
+                          f"removes only what we wrote, so move them out or choose another --out (nothing was "
+                          f"removed)")
+
+
+def _busy(f, path: Path) -> RunDirError:
+    f.seek(0)
+    pid = f.read().strip() or "unknown"
+    f.close()
+    return RunDirError(f"{path} is in use by another gen process (pid {pid}); wait for it to finish or stop it, "
+                       f"or choose another --out")
+
+
+def probe_lock(path: Path) -> None:
+    """Refuse at once when another process holds the folder's lock (takes nothing)."""
+    import fcntl
+    if os.path.realpath(path) in _HELD or not (path / LOCK).is_file():
+        return
+    try:
+        f = open(path / LOCK, encoding="utf-8")
+    except OSError:
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(f, path) from None
+    f.close()  # closing the file drops the probe's lock
+
+
+def lock(path: Path) -> None:
+    """Take the folder's lock for this process (re-entrant within it); refuse when another process holds it."""
+    import fcntl
+    key = os.path.realpath(path)
+    if key in _HELD:
+        return
+    try:
+        f = open(path / LOCK, "a+", encoding="utf-8")
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot write there ({e.strerror})") from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(f, path) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _HELD[key] = f
+
+
+def release(path: Path) -> None:
+    """Give the folder's lock back (the kernel does it anyway when the process ends)."""
+    f = _HELD.pop(os.path.realpath(path), None)
+    if f is not None:
+        f.close()
+
+
+def releases_locks(fn):
+    """Decorator for a stage function: the folders it locked are released when it returns or raises, so one
+    process can run several stages (tests, `gen run`) and another process can take over after an error."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        before = set(_HELD)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for key in set(_HELD) - before:
+                _HELD.pop(key).close()
+    return wrapper
+
+
+def check_output_path(path: Path, what: str = "--out") -> None:
+    """An output folder must be a folder we can write, not a file or a symbolic link (we never write through one)."""
+    if path.is_symlink():
+        raise RunDirError(f"{what} {path} is a symbolic link; give the folder it points to (nothing was written)")
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{what} {path} is a file, not a folder; choose another {what} (nothing was written)")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if not path.exists() and parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise RunDirError(f"{what} {path}: cannot create it, {parent} is not writable (nothing was written)")
+
+
+def fingerprint_files(paths: Iterable[str | os.PathLike]) -> str:
+    """A hash of files' contents (templates, seed files): an edited file is a different run."""
+    h = hashlib.sha1()
+    for p in paths:
+        h.update(Path(p).read_bytes() + b"\x1d")
+    return h.hexdigest()[:16]
+
+
+def records_fingerprint(tasks: Iterable[Task]) -> str:
+    """A hash of records' ids, texts and flags: a changed input is a different run."""
+    h = hashlib.sha1()
+    for t in tasks:
+        parts = [t.id, t.instruction, str(t.is_classification)]
+        for i in t.instances:
+            parts += [i.input, i.output]
+        h.update("\x1f".join(parts).encode("utf-8", "surrogatepass") + b"\x1d")
+    return h.hexdigest()[:16]
+
+
+def _describe(diff_line: str) -> str:
+    key = diff_line.split(":", 1)[0]
+    if key.endswith("fingerprint") or key.endswith("input_hash"):
+        what = key.rsplit(".", 1)[-1].replace("_fingerprint", "").replace("input_hash", "input").replace("_", " ")
+        return f"{key}: the {what} changed since this folder was started"
+    return diff_line
 
 
 class RunDir:
@@ -83,45 +314,88 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def _old_config(self, overwrite: bool) -> dict | None:
+        """config.json of our folder; None when missing, or damaged and `overwrite` (then started again)."""
+        cfg_path = self.path / "config.json"
+        if not cfg_path.exists():
+            return None
+        try:
+            old = json.loads(cfg_path.read_text(encoding="utf-8"))
+            if not isinstance(old, dict) or not isinstance(old.get("config", {}), dict):
+                raise ValueError("not a config object")
+        except (OSError, ValueError):
+            if overwrite:
+                return None
+            raise RunDirError(f"{cfg_path} is damaged (not our JSON config); pass --overwrite to start this "
+                              f"folder again or choose another --out") from None
+        return old
+
+    def check_path(self) -> None:
+        """Refuse, before any work, an output that cannot be ours: a file, a link, a foreign non-empty folder."""
+        check_output_path(self.path)
+        if self.path.is_dir() and any(e.name != LOCK for e in self.path.iterdir()) and _marker_stage(self.path) is None:
+            raise RunDirError(f"{self.path} exists, is not empty and is not an instructgen run folder (no "
+                              f"{MARKER} marker); choose another --out (nothing was written or removed)")
+        if self.path.is_dir():
+            probe_lock(self.path)
+
     def check(self, config: dict, overwrite: bool = False) -> str:
         """Decide what opening would do, without writing: "fresh", "resume" or "done"; raises when refused."""
-        cfg_path = self.path / "config.json"
-        if not self.path.exists() or not any(self.path.iterdir()):
+        self.check_path()
+        if not self.path.exists() or all(e.name == LOCK for e in self.path.iterdir()):
             return "fresh"
-        if not cfg_path.exists():
-            raise RunDirError(f"{self.path} exists, is not empty and is not an instructgen run folder; "
-                              f"choose another --out (nothing was written)")
-        old = json.loads(cfg_path.read_text(encoding="utf-8"))
+        old = self._old_config(overwrite)
+        if old is None:  # a start cut before its config was written, or a damaged config with --overwrite
+            _refuse_foreign(self.path, _marker_stage(self.path))
+            return "fresh"
         if old.get("stage") != self.stage and not overwrite:
             raise RunDirError(f"{self.path} holds a '{old.get('stage')}' run, not '{self.stage}'; "
                               f"choose another --out or pass --overwrite")
         diff = config_diff(old.get("config", {}), config)
         if diff and not overwrite:
-            raise RunDirError(f"{self.path} was started with a different config; pass --overwrite to discard it "
-                              "or choose another --out. Differences:\n  " + "\n  ".join(diff))
-        if overwrite and diff:
+            raise RunDirError(f"{self.path} was started with a different config or input; pass --overwrite to "
+                              "discard it or choose another --out. Differences:\n  " +
+                              "\n  ".join(_describe(d) for d in diff))
+        if overwrite and (diff or old.get("stage") != self.stage):
+            _refuse_foreign(self.path, old.get("stage"))
+            _refuse_foreign(self.path, self.stage)
             return "fresh"
         return "done" if self.completed else "resume"
 
-    def open(self, config: dict, overwrite: bool = False, templates: Iterable[Path] = ()) -> str:
-        """Prepare the folder for writing; returns the state ("fresh", "resume" or "done")."""
-        self.state = self.check(config, overwrite)
-        if self.state == "fresh":
-            if self.path.exists() and (self.path / "config.json").exists():
-                shutil.rmtree(self.path)  # --overwrite of one of our own run folders
+    def open(self, config: dict, overwrite: bool = False, templates: Iterable[Path] = (),
+             keep: Iterable[str] = ()) -> str:
+        """Lock the folder and prepare it for writing; returns the state ("fresh", "resume" or "done").
+
+        A fresh start over an earlier run of ours removes what that run wrote, except the entries in `keep`."""
+        self.check(config, overwrite)  # refusals first, before anything is created or locked
+        try:
             self.path.mkdir(parents=True, exist_ok=True)
-            meta = {"stage": self.stage, "config": config, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            if INVOCATION:
-                meta["argv"] = INVOCATION
-            write_json(self.path / "config.json", meta)
-            write_json(self.path / "versions.json", library_versions())
-            tdir = self.path / "templates"
-            for t in templates:
-                tdir.mkdir(exist_ok=True)
-                shutil.copy2(t, tdir / Path(t).name)
-        elif self.state == "resume":
-            repair_torn_tail(self.path / self.LOG)
+        except OSError as e:
+            raise RunDirError(f"--out {self.path}: cannot create it ({e.strerror})") from None
+        lock(self.path)
+        self.state = self.check(config, overwrite)  # again, under the lock: another process may have written
+        try:
+            if self.state == "fresh":
+                remove_owned(self.path, self.stage, keep=keep)
+                write_json(self.path / MARKER, {"tool": "instructgen", "stage": self.stage})
+                meta = {"stage": self.stage, "config": config,
+                        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                if INVOCATION:
+                    meta["argv"] = INVOCATION
+                write_json(self.path / "config.json", meta)
+                write_json(self.path / "versions.json", library_versions())
+                tdir = self.path / "templates"
+                for t in templates:
+                    tdir.mkdir(exist_ok=True)
+                    shutil.copy2(t, tdir / Path(t).name)
+            elif self.state == "resume":
+                repair_torn_tail(self.path / self.LOG)
+        except OSError as e:
+            raise RunDirError(f"{self.path}: cannot write there ({e.strerror})") from None
         return self.state
+
+    def release(self) -> None:
+        release(self.path)
 
     def open_batched(self, config: dict, overwrite: bool = False, templates: Iterable[Path] = ()) -> tuple[str, list[Task]]:
         """`open`, then the log to resume from, with a trailing batch that was not written whole cut away (that
@@ -130,6 +404,10 @@ class RunDir:
         if state == "done":
             return state, []
         log = self.read_log()
+        ids = [t.id for t in log]
+        if len(set(ids)) != len(ids):
+            raise RunDirError(f"{self.path / self.LOG} holds duplicate record ids (written by two processes at "
+                              f"once before folders were locked); pass --overwrite to start it again")
         cut = incomplete_batch_tail(log)
         if cut < len(log):
             self.rewrite_log(log[:cut])
@@ -146,10 +424,7 @@ class RunDir:
 
     def rewrite_log(self, tasks: list[Task]) -> None:
         """Replace the log atomically (used to cut an incomplete trailing batch on resume)."""
-        from .records import write_jsonl
-        tmp = self.path / (self.LOG + ".tmp")
-        write_jsonl(tmp, tasks)
-        os.replace(tmp, self.path / self.LOG)
+        self.write_output(self.LOG, tasks)
 
     def appender(self) -> JsonlAppender:
         return JsonlAppender(self.path / self.LOG)
@@ -158,9 +433,8 @@ class RunDir:
         """Write a final output file atomically."""
         from .records import write_jsonl
         p = self.path / name
-        tmp = p.with_name(p.name + ".tmp")
-        write_jsonl(tmp, tasks)
-        os.replace(tmp, p)
+        with atomic_path(p) as tmp:
+            write_jsonl(tmp, tasks)
         return p
 
     def mark_completed(self, summary: dict) -> None:

@@ -4,13 +4,15 @@ again does not recompute them.
 One folder per kind and parameter set (`minhash-<hash of num_perm, seed, ngram>`), holding `params.json` and
 chunk files `chunk-NNNNNN.npz` (keys + vectors), each written atomically (temp file + rename): a crash loses at
 most the chunk being written, and a long embedding run resumes from the chunks already saved. Many chunks are
-merged into one on load.
+merged into one on load. A chunk that cannot be read whole is reported, removed and recomputed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +42,21 @@ class VectorCache:
         if self._loaded:
             return
         self._loaded = True
-        files = self._files()
-        for f in files:
-            with np.load(f) as z:
-                keys, vecs = z["keys"], z["vectors"]
+        files = []
+        for f in self._files():
+            try:
+                with np.load(f) as z:
+                    keys, vecs = z["keys"], z["vectors"]
+                if vecs.ndim != 2 or len(keys) != len(vecs):
+                    raise ValueError("keys and vectors differ in length")
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+                # a damaged chunk (a disk full, a copy cut short): its vectors are recomputed, never trusted
+                print(f"warning: cache chunk {f} is damaged ({type(e).__name__}); its vectors will be recomputed",
+                      file=sys.stderr)
+                if not self.read_only:
+                    f.unlink()
+                continue
+            files.append(f)
             c = len(self._chunks)
             self._chunks.append(vecs)
             for r, k in enumerate(keys.tolist()):

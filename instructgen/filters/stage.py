@@ -6,9 +6,10 @@ filter, its decisions and scores are appended to `OUT/steps.jsonl` (one fsynced 
 interrupted run resumes after the last finished filter; a finished one is a no-op; another config (or another
 input) is refused unless `overwrite`.
 
-The signature and embedding caches live in `OUT/.cache/` by default. `--overwrite` deletes the run folder, so
-the cache is moved aside first and put back after: changing a threshold and running again with --overwrite costs
-no hashing or encoding. `cache_dir` puts the cache elsewhere (e.g. one cache shared by several output folders).
+The signature and embedding caches live in `OUT/.cache/` by default. `--overwrite` removes what the earlier run
+wrote except the cache: changing a threshold and running again with --overwrite costs no hashing or encoding.
+Each step record carries its identity (step number, filter, options, the ids of the records that reached it) and
+names records by id, so a resume replays a step only onto the very records and chain that produced it. `cache_dir` puts the cache elsewhere (e.g. one cache shared by several output folders).
 
 OUT holds: config.json (resolved config, input and its fingerprint), curate.yaml (the chain as a config file
 that reproduces it), versions.json, steps.jsonl, kept.jsonl, rejected.jsonl, stats.json, summary.json and the
@@ -17,7 +18,6 @@ that reproduces it), versions.json, steps.jsonl, kept.jsonl, rejected.jsonl, sta
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -26,23 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import table
-from ..records import Task, read_records, repair_torn_tail
-from ..rundir import RunDir, write_json
+from ..config import ConfigError
+from ..records import Task, read_records, repair_torn_tail, text_hash
+from ..rundir import RunDir, RunDirError, records_fingerprint, refuse_overlap, releases_locks, write_json
 from .chain import CurateConfig, build_filter, check_input_fields, load_config, run_step
 
 STEPS = "steps.jsonl"
-
-
-def fingerprint(tasks: list[Task]) -> str:
-    """A hash of the records' ids and texts: a changed input is a different run."""
-    h = hashlib.sha1()
-    for t in tasks:
-        h.update(t.id.encode("utf-8", "surrogatepass") + b"\x1e" + t.instruction.encode("utf-8", "surrogatepass"))
-        for i in t.instances:
-            h.update(b"\x1f" + i.input.encode("utf-8", "surrogatepass") + b"\x1f" + i.output.encode("utf-8",
-                                                                                                   "surrogatepass"))
-        h.update(b"\x1d")
-    return h.hexdigest()[:16]
 
 
 def funnel(stats: dict) -> str:
@@ -60,38 +49,63 @@ def _snapshot(tasks: list[Task]) -> list[tuple[dict, dict] | None]:
     return [(dict(t.scores), dict(t.meta)) if t.kept else None for t in tasks]
 
 
-def _step_record(k: int, st: dict, tasks: list[Task], before: list) -> dict:
-    """What one filter did, compactly: its stats, the records it dropped, the scores and meta it set."""
+def _step_identity(k: int, spec, tasks: list[Task]) -> dict:
+    """What a step record must match to be replayed: its place in the chain, the filter and its options, and the
+    records that reached it (a hash of their ids)."""
+    return {"step": k, "name": spec.name, "options": text_hash(json.dumps(spec.to_dict(), sort_keys=True, default=str)),
+            "records_in": text_hash(*(t.id for t in tasks if t.kept))}
+
+
+def _step_record(identity: dict, st: dict, tasks: list[Task], before: list) -> dict:
+    """What one filter did, compactly, by record id: its stats, the records it dropped, the scores and meta set."""
     dropped, scores, meta = [], [], []
-    for i, (t, snap) in enumerate(zip(tasks, before)):
+    for t, snap in zip(tasks, before):
         if snap is None:
             continue
         if not t.kept:
-            dropped.append([i, t.verdict.reason, t.verdict.filter, t.verdict.duplicate_of])
+            dropped.append([t.id, t.verdict.reason, t.verdict.filter, t.verdict.duplicate_of])
         s = {key: v for key, v in t.scores.items() if snap[0].get(key, None) != v or key not in snap[0]}
         m = {key: v for key, v in t.meta.items() if key not in snap[1] or snap[1][key] != v}
         if s:
-            scores.append([i, s])
+            scores.append([t.id, s])
         if m:
-            meta.append([i, m])
-    return {"step": k, "name": st["name"], "stats": st, "dropped": dropped, "scores": scores, "meta": meta}
+            meta.append([t.id, m])
+    return dict(identity, stats=st, dropped=dropped, scores=scores, meta=meta)
 
 
 def _replay(rec: dict, tasks: list[Task]) -> None:
+    by_id = {t.id: t for t in tasks}
     for i, s in rec["scores"]:
-        tasks[i].scores.update(s)
+        by_id[i].scores.update(s)
     for i, m in rec["meta"]:
-        tasks[i].meta.update(m)
+        by_id[i].meta.update(m)
     for i, reason, flt, dup in rec["dropped"]:
-        tasks[i].drop(reason, filter=flt, duplicate_of=dup)
+        by_id[i].drop(reason, filter=flt, duplicate_of=dup)
 
 
 def _read_steps(path: Path) -> list[dict]:
     if not path.exists():
         return []
     repair_torn_tail(path)
+    out = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    raise RunDirError(f"{path}:{n}: damaged step record; pass --overwrite to curate again") from None
+    return out
+
+
+def _check_step(path: Path, rec: dict, identity: dict) -> None:
+    """Replay a step only when it is this step, on these records, with these options; else the folder is damaged."""
+    got = {k: rec.get(k) for k in identity}
+    if got != identity:
+        which = ", ".join(k for k in identity if got[k] != identity[k])
+        raise RunDirError(f"{path}:{identity['step'] + 1}: the recorded step does not match step "
+                          f"{identity['step'] + 1} ({identity['name']}) of this chain ({which} differ); the folder "
+                          f"was written by another run: pass --overwrite to curate again")
 
 
 def _append_step(path: Path, rec: dict) -> None:
@@ -108,15 +122,7 @@ def _config_yaml(cfg: CurateConfig, input_label: str) -> str:
     return head + yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True, width=110)
 
 
-def _move_cache_aside(out: Path, cache: Path) -> Path | None:
-    """Before --overwrite deletes `out`, move its cache next to it; returns where (None if nothing moved)."""
-    if not cache.is_dir() or out not in cache.parents:
-        return None
-    aside = out.parent / f".{out.name}.curate-cache.{os.getpid()}"
-    os.replace(cache, aside)
-    return aside
-
-
+@releases_locks
 def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config: Any = None,
            overwrite: bool = False, dry_run: bool = False, quiet: bool = False,
            languagetool_url: str | None = None, cache_dir: str | os.PathLike | None = None) -> dict:
@@ -131,6 +137,11 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     if out_path is None and not dry_run:
         raise FileNotFoundError("--out is required (or use --dry-run)")
     cache = Path(cache_dir) if cache_dir else (out_path / ".cache" if out_path is not None else None)
+    if cache is not None and cache_dir and (cache.is_symlink() or (cache.exists() and not cache.is_dir())):
+        raise ConfigError(f"--cache-dir {cache_dir} is not a folder; give a folder (it is created when missing)")
+    if out_path is not None and not dry_run:
+        refuse_overlap(out_path, [input_path])
+        RunDir(out_path, "curate").check_path()
     ctx = {"cache_dir": cache, "read_only_cache": dry_run, "quiet": quiet, "languagetool_url": languagetool_url}
     for spec, f in pairs:  # servers, models, dictionaries: fail here, before reading a record
         if f is not None:
@@ -142,7 +153,9 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     tasks = [t for t in tasks if t.kept]
     check_input_fields(pairs, tasks, str(input_path))
     # the chain's order as a list, each entry's options as a mapping: a refused config names the changed option
-    run_config = {"input": input_label, "input_fingerprint": fingerprint(tasks),
+    if not tasks and not quiet:
+        print(f"gen curate: warning: {input_path} holds no records to curate; the result is empty", file=sys.stderr)
+    run_config = {"input": input_label, "input_fingerprint": records_fingerprint(tasks),
                   "chain": [s.name for s in cfg.filters],
                   "filters": {s.name: {k: v for k, v in s.to_dict().items() if k != "name"} for s in cfg.filters}}
 
@@ -157,13 +170,7 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
                 print(f"{out_path} is already complete; nothing to do.", file=sys.stderr)
                 print(funnel(stats))
             return stats
-        aside = _move_cache_aside(out_path, cache) if state == "fresh" and overwrite else None
-        try:
-            rd.open(run_config, overwrite=overwrite)
-        finally:
-            if aside is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(aside, cache)
+        state = rd.open(run_config, overwrite=overwrite, keep=(".cache",))  # the cache survives --overwrite
         if state == "fresh":
             (out_path / "curate.yaml").write_text(_config_yaml(cfg, input_label), encoding="utf-8")
         done_steps = _read_steps(out_path / STEPS)
@@ -171,8 +178,13 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
             print(f"resuming {out_path}: {len(done_steps)} of {len(pairs)} filters already done", file=sys.stderr)
 
     filter_stats = []
+    if len(done_steps) > len(pairs):
+        raise RunDirError(f"{out_path / STEPS} holds {len(done_steps)} steps for a chain of {len(pairs)}; the "
+                          f"folder was written by another run: pass --overwrite to curate again")
     for k, (spec, f) in enumerate(pairs):
+        identity = _step_identity(k, spec, tasks)
         if k < len(done_steps):
+            _check_step(out_path / STEPS, done_steps[k], identity)
             _replay(done_steps[k], tasks)
             filter_stats.append(done_steps[k]["stats"])
             continue
@@ -180,7 +192,7 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
         tasks, st = run_step(spec, f, tasks, quiet=quiet)
         filter_stats.append(st)
         if rd is not None:
-            _append_step(out_path / STEPS, _step_record(k, st, tasks, before))
+            _append_step(out_path / STEPS, _step_record(identity, st, tasks, before))
 
     kept = [t for t in tasks if t.kept]
     stats = {"input": input_label, "records_in": len(tasks), "kept": len(kept), "rejected": len(tasks) - len(kept),

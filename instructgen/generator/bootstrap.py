@@ -25,7 +25,7 @@ from ..filters.rouge import RougeNoveltyFilter
 from ..filters.rules import BlacklistFilter, FirstCharFilter, LengthFilter, PrefixFilter
 from ..progress import Rate, bar, table
 from ..records import Instance, Task, read_seed_tasks, text_hash
-from ..rundir import RunDir
+from ..rundir import RunDir, fingerprint_files, records_fingerprint, refuse_overlap, releases_locks
 from ..templates import PromptTemplate, load_template
 from .teachers import Sampling, Teacher
 
@@ -92,6 +92,7 @@ def sample_shown(rng: random.Random, seeds: Sequence[Task], machine: Sequence[Ta
     return shown
 
 
+@releases_locks
 def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: bool = False,
                           teacher: Teacher | None = None, quiet: bool = False) -> dict:
     """Run (or resume) the bootstrap loop into `out` until `cfg.num` instructions are kept; returns the summary."""
@@ -102,7 +103,12 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
         from .teachers import validate_spec
         validate_spec(cfg.teacher)
     rd = RunDir(out, "instructions")
-    state, log = rd.open_batched(to_dict(cfg), overwrite=overwrite, templates=[template.path])
+    refuse_overlap(out, [cfg.seeds or PACKAGED_SEEDS, template.path])
+    rd.check_path()
+    # an edited seed file or template is another run: resuming would mix two of them in one pool
+    run_config = dict(to_dict(cfg), seeds_fingerprint=records_fingerprint(seeds),
+                      template_fingerprint=fingerprint_files([template.path]))
+    state, log = rd.open_batched(run_config, overwrite=overwrite, templates=[template.path])
     if state == "done":
         return rd.done_summary(format_summary, quiet)
 

@@ -27,7 +27,7 @@ from typing import Sequence
 from ..config import ConfigError, build, doc, load_yaml, to_dict
 from ..progress import Rate, bar, table
 from ..records import Instance, RecordError, Task, read_records, text_hash
-from ..rundir import RunDir
+from ..rundir import RunDir, fingerprint_files, records_fingerprint, refuse_overlap, releases_locks
 from ..templates import PromptTemplate, load_template
 from .teachers import Sampling, Teacher
 
@@ -234,10 +234,7 @@ def _input_tasks(input_path: str | Path) -> list[Task]:
     return tasks
 
 
-def _input_hash(tasks: Sequence[Task]) -> str:
-    return text_hash(*(f"{t.id}\x1e{t.instruction}" for t in tasks))
-
-
+@releases_locks
 def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | Path, overwrite: bool = False,
                        teacher: Teacher | None = None, quiet: bool = False) -> dict:
     """Run (or resume) instance generation for the kept tasks of `input_path` into `out`; returns the summary.
@@ -252,7 +249,12 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
         from .teachers import validate_spec
         validate_spec(cfg.teacher)
     rd = RunDir(out, "instances")
-    run_config = dict(to_dict(cfg), input_hash=_input_hash(all_tasks))
+    refuse_overlap(out, [input_path] + list(templates.paths()))
+    rd.check_path()
+    if not todo and not quiet:
+        print(f"gen instances: warning: {input_path} holds no kept tasks; the result is empty", file=sys.stderr)
+    run_config = dict(to_dict(cfg), input_fingerprint=records_fingerprint(all_tasks),
+                      templates_fingerprint=fingerprint_files(templates.paths()))
     state, log = rd.open_batched(run_config, overwrite=overwrite, templates=templates.paths())
     if state == "done":
         return rd.done_summary(format_summary, quiet)

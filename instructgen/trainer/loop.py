@@ -38,7 +38,7 @@ from transformers import TrainerCallback  # noqa: E402 - this module is imported
 
 from ..config import to_dict
 from ..records import iter_jsonl, repair_torn_tail
-from ..rundir import RunDir, write_json
+from ..rundir import RunDir, fingerprint_files, refuse_overlap, releases_locks, write_json
 from .config import Plan, TrainConfig, plan, validate
 from .data import Encoded, encode_all, fingerprint, load_examples, set_chat_template, split_heldout
 from .evaluate import cached_before, eval_rows, evaluate
@@ -47,6 +47,7 @@ from .preflight import check, estimate_memory, report
 TRAIN_LOG = "train_log.jsonl"
 
 
+@releases_locks
 def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
           quiet: bool = False, merge: bool = False, push_to_hub: str | None = None, private: bool = False) -> dict:
     """Train a LoRA adapter on `data` (a stage folder or a records file) into `out`; returns metrics.json.
@@ -61,9 +62,13 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
     if push_to_hub:
         check_repo(push_to_hub)
         token = hub_token()
-    examples = load_examples(data, cfg.user_template)
     run = RunDir(out, "train")
+    refuse_overlap(out, [data] + ([cfg.chat_template] if cfg.chat_template else []))
+    run.check_path()
+    examples = load_examples(data, cfg.user_template)
     config = dict(to_dict(cfg), data=str(Path(data).resolve()), data_fingerprint=fingerprint(examples))
+    if cfg.chat_template and Path(cfg.chat_template).is_file():
+        config["chat_template_fingerprint"] = fingerprint_files([cfg.chat_template])
     if run.check(config, overwrite=overwrite) == "done":
         metrics = json.loads(run.file("metrics.json").read_text(encoding="utf-8"))
         _say(f"{run.path} is complete (nothing to do); metrics: {run.file('metrics.json')}", quiet)

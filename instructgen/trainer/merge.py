@@ -12,14 +12,30 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from ..rundir import RunDirError, write_json
+from ..rundir import (MARKER, RunDirError, check_output_path, lock, refuse_overlap, releases_locks,
+                      write_json)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
+def _refuse_foreign_merge(target: Path) -> None:
+    """`--overwrite` replaces only an earlier merge of ours that holds nothing but the files it wrote."""
+    try:
+        written = set(json.loads((target / MARKER).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise FileExistsError(f"{target} is not a merged model folder written by gen merge; refusing to delete it "
+                              f"(choose another --out)") from None
+    foreign = sorted(e.name for e in target.iterdir() if e.name not in written)
+    if foreign:
+        raise FileExistsError(f"{target} holds files gen merge did not write ({', '.join(foreign[:5])}); move them "
+                              f"out or choose another --out (nothing was removed)")
+
+
+@releases_locks
 def merge_adapter(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, dtype: str = "auto",
                   overwrite: bool = False, quiet: bool = False) -> Path:
     """Merge `run_dir/adapter` into its base model; writes `out` (default `run_dir/merged`) and returns it.
@@ -32,15 +48,17 @@ def merge_adapter(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     if dtype not in DTYPES:
         raise RunDirError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     target = Path(out) if out else run / "merged"
+    check_output_path(target)
+    refuse_overlap(target, [adapter])
     if target.exists() and any(target.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{target} exists and is not empty; pass --overwrite or choose another --out")
-        if not (target / "completed").exists() and not (target / "config.json").exists():
-            raise FileExistsError(f"{target} is not a merged model folder; refusing to delete it")
+        _refuse_foreign_merge(target)
+    lock(run)  # no merge while a `gen train` process writes this run (or another merge does)
 
     import torch
     from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from ..models import resolve
     student = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]["student"]
@@ -53,17 +71,28 @@ def merge_adapter(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     base = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        _write_merged(merged, adapter, student, path, tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not quiet:
+        print(f"merged model ({time.perf_counter() - t0:.1f} s): {target}", file=sys.stderr)
+    return target
+
+
+def _write_merged(merged, adapter: Path, student: str, path: str, tmp: Path) -> None:
+    """The merged weights, the training tokenizer, merge_info.json, our marker listing the files, `completed`."""
+    from transformers import AutoTokenizer
     merged.save_pretrained(str(tmp))
     AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(str(tmp))  # the chat template used in training
     write_json(tmp / "merge_info.json", {"base": student, "base_path": path, "adapter": str(adapter.resolve()),
                                          "dtype": str(next(merged.parameters()).dtype).replace("torch.", "")})
+    files = sorted(e.name for e in tmp.iterdir()) + [MARKER, "completed"]
+    write_json(tmp / MARKER, {"tool": "instructgen", "stage": "merge", "files": files})
     (tmp / "completed").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-    if not quiet:
-        print(f"merged model ({time.perf_counter() - t0:.1f} s): {target}", file=sys.stderr)
-    return target

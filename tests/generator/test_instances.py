@@ -431,7 +431,7 @@ def test_done_is_a_no_op_and_a_different_config_or_input_is_refused(tmp_path):
     with pytest.raises(RunDirError, match="max_instances"):
         generate_instances(InstancesConfig(batch_size=4, max_instances=3), inp, tmp_path / "o", teacher=t, quiet=True)
     write_input(inp, [Task(id="new", instruction="One more task to do.")])
-    with pytest.raises(RunDirError, match="input_hash"):
+    with pytest.raises(RunDirError, match="input_fingerprint"):
         generate_instances(InstancesConfig(batch_size=4), inp, tmp_path / "o", teacher=t, quiet=True)
     assert t.calls == 0
     generate_instances(InstancesConfig(batch_size=4), inp, tmp_path / "o", overwrite=True, teacher=t, quiet=True)
