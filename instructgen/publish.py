@@ -5,26 +5,31 @@ Everything is built locally first, in the layout `DatasetDict.push_to_hub` uses:
 stats under `instructgen/`, and the report's figures under `figures/`. The upload is then a single
 `create_commit`: the Hub applies a commit whole or not at all, so a failed upload publishes nothing and
 re-running the same command finishes the job. `--dry-run` / `--local-dir` stop after the local build and need
-no token; `datasets.load_dataset(DIR)` reads the result.
+no token; `datasets.load_dataset(DIR)` reads the result. Nothing published names a local path (`portable`
+rewrites them), and a local build replaces only an earlier build of ours that holds nothing else.
+
+Over 400 lines because it is one command read top to bottom: checks, dataset, card, local build, upload.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .config import ConfigError, doc
 from .records import RecordError, Task
-from .report.collect import RunData, Stage, generation_facts, load_run, reproduce_commands, versions
-from .rundir import RunDirError, write_json
+from .report.collect import RunData, Stage, generation_facts, load_run, portable, reproduce_commands, versions
+from .rundir import RunDirError, refuse_overlap, write_json
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 MANIFEST = "instructgen/manifest.json"  # written last into every build; marks a folder as ours to replace
@@ -210,7 +215,9 @@ def card_metadata(dd, shards: dict, run: RunData, cfg: PublishConfig) -> str:
 
 def write_run_files(run: RunData, folder: Path) -> None:
     """The run's own record of itself beside the data: per stage config.json, config.yaml (the resolved config
-    as `--config` input), summary, versions, stats, metrics and templates."""
+    as `--config` input), summary, versions, stats, metrics and templates. Local paths in them are made
+    portable (relative to the run folder, a basename, or <packaged>; see `portable`); a file without any is
+    copied byte for byte."""
     import yaml
     for kind, st in run.stages.items():
         d = folder / "instructgen" / kind
@@ -219,19 +226,43 @@ def write_run_files(run: RunData, folder: Path) -> None:
         names += sorted(p.name for p in st.path.glob("*.yaml"))  # a stage's own --config file (curate.yaml)
         for name in names:
             if (st.path / name).is_file():
-                shutil.copyfile(st.path / name, d / name)
+                copy_portable(st.path / name, d / name, run.root)
         if not (d / "config.yaml").exists():
-            (d / "config.yaml").write_text(yaml.safe_dump(st.config, sort_keys=False, allow_unicode=True),
-                                           encoding="utf-8")
-        for t in st.templates:
+            (d / "config.yaml").write_text(yaml.safe_dump(portable(st.config, run.root), sort_keys=False,
+                                                          allow_unicode=True), encoding="utf-8")
+        for t in st.templates:  # prompt files are copied as they are: their text is the prompt
             (d / "templates").mkdir(exist_ok=True)
             shutil.copyfile(t, d / "templates" / t.name)
     if run.run_config is not None:
         d = folder / "instructgen" / "run"
         d.mkdir(parents=True, exist_ok=True)
-        write_json(d / "config.json", run.run_config)
-        if isinstance(run.run_config.get("config"), dict):
-            (d / "config.yaml").write_text(yaml.safe_dump(run.run_config["config"], sort_keys=False), encoding="utf-8")
+        run_config = portable(run.run_config, run.root)
+        write_json(d / "config.json", run_config)
+        if isinstance(run_config.get("config"), dict):
+            (d / "config.yaml").write_text(yaml.safe_dump(run_config["config"], sort_keys=False), encoding="utf-8")
+
+
+def copy_portable(src: Path, dst: Path, root: Path) -> None:
+    """Copy a JSON or YAML file of the run with its local paths made portable; unchanged files byte for byte."""
+    try:
+        text = src.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(src, None, f"not UTF-8 text (byte {e.start}); nothing was written") from None
+    if src.suffix == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RecordError(src, e.lineno, f"not valid JSON ({e.msg}); nothing was written") from None
+        clean = portable(obj, root)
+        if clean != obj:
+            write_json(dst, clean)
+            return
+    else:  # YAML: rewritten as text, so its comments stay
+        clean = portable(text, root)
+        if clean != text:
+            dst.write_text(clean, encoding="utf-8")
+            return
+    shutil.copyfile(src, dst)
 
 
 def build(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> dict:
@@ -266,6 +297,7 @@ def build(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> dict:
         versions=sorted(versions(run).items()), has_stats=(stage.stats is not None), split_test=cfg.split_test,
         seed=cfg.seed, test_note=("The test split holds whole tasks (seed %d), so no instruction is in both "
                                   "splits." % cfg.seed) if cfg.split_test else "")
+    card = portable(card, run.root)  # the card holds no record text: any path in it comes from the run's configs
     (folder / "README.md").write_text(card + ("\n" if not card.endswith("\n") else ""), encoding="utf-8")
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     manifest = {"tool": "instructgen", "version": __version__, "repo": cfg.repo, "run": run.root.name,
@@ -274,23 +306,126 @@ def build(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> dict:
     return manifest
 
 
-def build_into(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> dict:
-    """Build into `folder` atomically (a sibling temp folder renamed into place); an existing folder is
-    replaced only when it is an earlier build of ours, otherwise refused."""
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (folder / MANIFEST).is_file())):
-        raise FileExistsError(f"--local-dir {folder} exists and is not an earlier `gen publish` build; choose an "
-                              f"empty or new folder (nothing was written)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+def build_into(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path, what: str = "--local-dir") -> dict:
+    """Build into `folder` atomically (a sibling temp folder renamed into place). An existing folder is
+    replaced only when it is empty or an earlier build of ours holding nothing but the files its manifest
+    lists (and then only those files are removed); anything else is refused before anything is written."""
+    old_files = earlier_build(folder, what)
+    created = [p for p in [folder.parent, *folder.parent.parents] if not p.exists()]
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+    except OSError as e:
+        for p in created:  # the parents made just now, deepest first (only while empty)
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise RunDirError(f"{what} {folder}: cannot write there ({e.strerror or type(e).__name__}); nothing was "
+                          f"written") from None
     try:
         manifest = build(run, stage, cfg, tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        if old_files is None:
+            _replace(tmp, folder, what)  # onto an absent or empty folder
+        else:
+            aside = tmp.with_name(tmp.name + ".old")
+            _replace(folder, aside, what)
+            try:
+                _replace(tmp, folder, what)
+            except RunDirError:
+                os.replace(aside, folder)
+                raise
+            remove_build(aside, old_files)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return manifest
+
+
+def _replace(src: Path, dst: Path, what: str) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError as e:
+        raise RunDirError(f"{what} {dst}: cannot write there ({e.strerror or type(e).__name__}); nothing was "
+                          f"changed") from None
+
+
+def earlier_build(folder: Path, what: str = "--local-dir") -> list[str] | None:
+    """The files of an earlier `gen publish` build in `folder`, which replacing it may remove; None when the
+    folder is absent or empty. Refused, naming the reason (and up to three files that are not ours): a file, a
+    symbolic link, a folder without our manifest, or one holding anything its manifest does not list."""
+    if folder.is_symlink():
+        raise RunDirError(f"{what} {folder} is a symbolic link; give a real folder (nothing was written)")
+    try:
+        if not folder.exists():
+            return None
+        if not folder.is_dir():
+            raise RunDirError(f"{what} {folder} is a file, not a folder; choose a new or empty folder "
+                              f"(nothing was written)")
+        if not any(folder.iterdir()):
+            return None
+        listed = _manifest_files(folder)
+        present, extra = _scan(folder, listed or set())
+    except OSError as e:
+        raise RunDirError(f"{what} {folder}: cannot read it ({e.strerror or type(e).__name__}); nothing was "
+                          f"written") from None
+    if listed is None:
+        raise FileExistsError(f"{what} {folder} exists and is not an earlier `gen publish` build (no valid "
+                              f"{MANIFEST}); choose an empty or new folder (nothing was written)")
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise FileExistsError(f"{what} {folder} is an earlier `gen publish` build but also holds files it did not "
+                              f"write ({shown}); move them out or choose another folder (nothing was written)")
+    return present
+
+
+def _scan(folder: Path, listed: set[str]) -> tuple[list[str], list[str]]:
+    """(files of `folder` that `listed` names, everything else in it: other files, folders no listed file is
+    in, symbolic links), as sorted relative paths."""
+    dirs = {str(a) for f in listed for a in PurePosixPath(f).parents if str(a) != "."}
+    present, extra = [], []
+
+    def fail(e: OSError):
+        raise e
+
+    for here, subdirs, files in os.walk(folder, onerror=fail):
+        rel = Path(here).relative_to(folder).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        for d in list(subdirs):
+            if (Path(here) / d).is_symlink() or prefix + d not in dirs:
+                extra.append(prefix + d + "/")
+                subdirs.remove(d)
+        for f in files:
+            ours = prefix + f in listed and not (Path(here) / f).is_symlink()
+            (present if ours else extra).append(prefix + f)
+    return sorted(present), sorted(extra)
+
+
+def _manifest_files(folder: Path) -> set[str] | None:
+    """The files listed by the manifest of our build in `folder`, or None when it has no valid one."""
+    p = folder / MANIFEST
+    if p.is_symlink() or not p.is_file():
+        return None
+    try:
+        m = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    files = m.get("files") if isinstance(m, dict) and m.get("tool") == "instructgen" else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return set(files)
+
+
+def remove_build(folder: Path, files: list[str]) -> None:
+    """Remove the listed files of an earlier build and then its folders while empty; anything else found there
+    (written after the check) is left in place and named."""
+    for f in files:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / f).unlink()
+    for here, _, _ in sorted(os.walk(folder), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(here)
+    if folder.exists():
+        print(f"warning: {folder} was left: it holds files that appeared while the build was replaced",
+              file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------------ upload
@@ -357,12 +492,17 @@ def publish(run_dir: str | os.PathLike, cfg: PublishConfig, local_dir: str | os.
     """Check, build, and (unless dry_run or local_dir) upload. Returns (local folder or None, commit URL or None,
     manifest). The token is checked before any work when uploading."""
     cfg.validate()
-    token = None if (dry_run or local_dir) else hub_token()
+    if local_dir is not None and not str(local_dir).strip():
+        raise ConfigError("--local-dir: empty path; give the folder to build into")
+    local = local_dir is not None
+    token = None if (dry_run or local) else hub_token()
+    if local:  # the build must neither be the run nor hold it: replacing it would take the run along
+        refuse_overlap(local_dir, [run_dir], what="--local-dir")
     run = load_run(run_dir)
     stage = check_run(run)
-    if dry_run or local_dir:
-        folder = Path(local_dir) if local_dir else Path(run_dir) / "publish"
-        return folder, None, build_into(run, stage, cfg, folder)
+    if dry_run or local:
+        folder = Path(local_dir) if local else Path(run_dir) / "publish"
+        return folder, None, build_into(run, stage, cfg, folder, what="--local-dir" if local else "--dry-run")
     with tempfile.TemporaryDirectory(prefix="instructgen-publish-") as tmp:
         folder = Path(tmp) / "build"
         folder.mkdir()

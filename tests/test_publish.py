@@ -73,7 +73,11 @@ def test_local_build_layout_and_dataset_loads(built, run_dir, tmp_path):
             "figures/funnel.svg", "figures/verbs.svg"} <= set(files)
     manifest = json.loads(files["instructgen/manifest.json"])
     assert sorted(manifest["files"]) == sorted(files)
-    assert files["instructgen/curated/stats.json"] == (run_dir / "curated" / "stats.json").read_bytes()
+    # the run's stats as recorded, with its one local path (the curated input) made relative to the run folder
+    stats = json.loads((run_dir / "curated" / "stats.json").read_text())
+    assert stats["input"] == str(run_dir / "instances")
+    assert json.loads(files["instructgen/curated/stats.json"]) == {**stats, "input": "instances"}
+    assert files["instructgen/curated/versions.json"] == (run_dir / "curated" / "versions.json").read_bytes()
 
     ds = load_local(built, tmp_path)
     assert set(ds) == {"train", "test"}

@@ -14,7 +14,10 @@ commands that reproduce it, plus the run's configs, stats and report figures.
 Needs a write token in HF_TOKEN (or `hf auth login`), checked before any work; the token is never printed or
 written. The upload is one commit: if it fails nothing is published, and re-running the command finishes it.
 --dry-run (into RUN_DIR/publish) or --local-dir DIR write exactly the files that would be uploaded, no token
-needed; `datasets.load_dataset(DIR)` loads them."""
+needed; `datasets.load_dataset(DIR)` loads them. An existing DIR is replaced only when it is empty or an earlier
+build holding nothing but the files its manifest lists; DIR may not be, hold or lie inside RUN_DIR.
+No published file names a local path: paths in the run folder are made relative to it, other files are named
+by their file name, packaged ones as <packaged>/..."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

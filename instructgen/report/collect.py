@@ -8,6 +8,8 @@ recognised by the `stage` in its config.json, else by its output files. Whatever
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,7 @@ class RunData:
     def missing(self) -> list[str]:
         if self.single_stage:
             (kind,) = self.stages
-            return [f"{self.root} is a single '{kind}' stage folder; the other stages are not in it"]
+            return [f"{self.root.resolve().name} is a single '{kind}' stage folder; the other stages are not in it"]
         return [f"{k}/: {WHAT_IS_LOST[k]}" for k in KINDS if k not in self.stages]
 
     @property
@@ -200,6 +202,96 @@ def _tasks(p: Path) -> list[Task]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- portable paths
+
+PACKAGED = "<packaged>"  # stands for the installed instructgen package (packaged seeds and templates)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_PATH_CHAR = r"""[^\s'"`<>|,;=()\[\]{}]"""
+# where an absolute path may begin inside a longer string: at its start, or after a space, `=`, `:`, a quote, a
+# bracket or a comma (`--seeds=/x`, `transformers:/x`, `['/x']`); `and/or` or `1/2` are not paths
+_BEFORE = r"""(?<![^\s=:'"`(\[{,])"""
+_CANDIDATE = re.compile(_BEFORE + r"(~?/+" + _PATH_CHAR + r"*)")
+
+
+def portable(obj: Any, root: str | os.PathLike, base: str | None = None) -> Any:
+    """`obj` (JSON-like: dicts, lists, strings, numbers) with every absolute path of this machine rewritten, so
+    what is published or shared names no local folder: a path inside `root` (the run folder) becomes relative to
+    it (`base/rel` when `base` is given, e.g. "run" in reproduce commands; the root itself is "." or `base`), one
+    inside the installed instructgen package becomes `<packaged>/rel`, and any other local path (under $HOME,
+    /tmp, /work, or whose top folder exists here) its basename. Paths inside longer strings (`--seeds=/x/y`,
+    `transformers:/x/m`, a command line) are found too; a string that is itself an absolute path may hold
+    spaces. URLs and other text are left as they are. The one place every published or shared writer goes
+    through: the dataset card, report.html, the configs `gen publish` uploads, the adapter card."""
+    ctx = _PathContext(root, base)
+    return ctx.walk(obj)
+
+
+class _PathContext:
+    def __init__(self, root: str | os.PathLike, base: str | None):
+        r = Path(os.path.expanduser(str(root)))
+        self.roots = sorted({os.path.normpath(os.path.abspath(r)), os.path.realpath(r)}, key=len, reverse=True)
+        self.packages = sorted({str(PACKAGE_DIR), os.path.normpath(os.path.abspath(PACKAGE_DIR))}, key=len,
+                               reverse=True)
+        self.base = base
+        home = os.path.expanduser("~")
+        self.homes = {h for h in (home, os.path.realpath(home)) if h not in ("", "/", "~")}
+        prefixes = self.roots + self.packages
+        self.literal = re.compile(_BEFORE + "(" + "|".join(re.escape(p) for p in prefixes) + ")(/" + _PATH_CHAR +
+                                  "*)?(?!" + _PATH_CHAR + ")")
+
+    def walk(self, obj: Any) -> Any:
+        if isinstance(obj, str):
+            return self.text(obj)
+        if isinstance(obj, dict):
+            return {self.text(k) if isinstance(k, str) else k: self.walk(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.walk(v) for v in obj)
+        return obj
+
+    def text(self, s: str) -> str:
+        if "/" not in s:
+            return s
+        if s.startswith(("/", "~/")) and "\n" not in s:  # the whole string is a path: it may hold spaces
+            whole = self.path(s)
+            if whole is not None:
+                return whole
+        s = self.literal.sub(lambda m: self.path(m.group(1) + (m.group(2) or "")) or m.group(0), s)
+        return _CANDIDATE.sub(lambda m: self.path(m.group(1)) or m.group(0), s)
+
+    def path(self, p: str) -> str | None:
+        """The portable form of one path, or None to leave it as it is (not an absolute local path)."""
+        if p.startswith("//") and not p.startswith("///"):
+            return None  # the host part of a URL (`http://host/v1`)
+        p = os.path.expanduser(p)
+        if not p.startswith("/"):
+            return None
+        p = "/" + p.lstrip("/")
+        norm = os.path.normpath(p)
+        for candidate in (norm, os.path.realpath(norm)):
+            for r in self.roots:
+                rel = _under(candidate, r)
+                if rel is not None:
+                    return (f"{self.base}/{rel}" if rel else self.base) if self.base else (rel or ".")
+            for pkg in self.packages:
+                rel = _under(candidate, pkg)
+                if rel is not None:
+                    return f"{PACKAGED}/{rel}" if rel else PACKAGED
+        top = norm.split("/")[1] if norm != "/" else ""
+        local = (any(_under(norm, h) is not None for h in self.homes) or top in ("tmp", "work", "home", "root")
+                 or (top and os.path.exists("/" + top)))
+        if not local:
+            return None
+        return Path(norm).name or "<path>"
+
+
+def _under(p: str, folder: str) -> str | None:
+    """`p` relative to `folder` ("" for the folder itself), or None when `p` is not inside it."""
+    if p == folder:
+        return ""
+    prefix = folder.rstrip("/") + "/"
+    return p[len(prefix):] if p.startswith(prefix) else None
+
+
 # ------------------------------------------------------------------------------------ how the data was made
 
 SAMPLING_KEYS = ("temperature", "top_p", "presence_penalty", "max_new_tokens", "stop", "seed")
@@ -243,7 +335,7 @@ def generation_facts(run: RunData) -> list[tuple[str, str]]:
             if isinstance(tr.config.get(k), str):
                 rows.append(("train: student", tr.config[k]))
                 break
-    return rows
+    return portable(rows, run.root)
 
 
 def versions(run: RunData) -> dict[str, str]:
@@ -269,16 +361,24 @@ INPUTS = {"instances": ("instructions",), "curated": ("instances", "instructions
 
 def reproduce_commands(run: RunData) -> list[str]:
     """The commands that remake the run, from what each stage recorded: a recorded command line when the
-    config.json holds one (`command` or `argv`), else `gen <stage> --config <its resolved config> --out ...`."""
+    config.json holds one (`command` or `argv`), else `gen <stage> --config <its resolved config> --out ...`.
+    Paths are portable (see `portable`): the run folder is `run`, a file from elsewhere its basename."""
     import shlex
+
+    root = os.path.realpath(run.root)
+
+    def here(arg: str) -> str:  # a path typed relative to where the command ran, when that is in the run folder
+        if arg.startswith("-") or os.path.isabs(arg) or not os.path.exists(arg):
+            return arg
+        return os.path.realpath(arg) if _under(os.path.realpath(arg), root) is not None else arg
 
     def recorded(raw: dict | None) -> str | None:
         for key in ("command", "argv"):
             v = (raw or {}).get(key)
             if isinstance(v, list) and all(isinstance(x, str) for x in v):
-                return shlex.join(v)
+                return shlex.join(portable([here(x) for x in v], run.root, base="run"))
             if isinstance(v, str) and v.strip():
-                return v.strip()
+                return portable(v.strip(), run.root, base="run")
         return None
 
     if run.run_config is not None:
@@ -295,7 +395,8 @@ def reproduce_commands(run: RunData) -> list[str]:
         source = ""
         if kind in INPUTS:
             prev = next((k for k in INPUTS[kind] if k in run.stages), None)
-            recorded_input = st.config.get("input") if isinstance(st.config.get("input"), str) else None
+            recorded_input = (portable(st.config["input"], run.root, base="run")
+                              if isinstance(st.config.get("input"), str) else None)
             source = " " + shlex.quote(f"run/{prev}" if prev else recorded_input or "INPUT")
         cmds.append(recorded(st.raw_config) or
                     f"gen {st.command}{source} --config {config_file(kind, st)} --out run/{kind}")

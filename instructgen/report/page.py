@@ -7,7 +7,7 @@ from html import escape
 from typing import Any, Iterable, Sequence
 
 from ..records import Task
-from .collect import RunData, generation_facts, reproduce_commands, versions
+from .collect import RunData, generation_facts, portable, reproduce_commands, versions
 from .figures import Figure, Step, funnel_steps, samples
 
 MARKER = "<!-- instructgen report -->"  # first line of every page; `write_report` replaces only such files
@@ -54,10 +54,11 @@ def _figure(f: Figure) -> str:
             f"<figcaption>{escape(f.caption)}</figcaption></figure>")
 
 
-def funnel_table(steps: Sequence[Step]) -> str:
+def funnel_table(steps: Sequence[Step], clean=lambda rows: rows) -> str:
+    """The funnel as a table; `clean` rewrites the rows before they are escaped (the page's `portable`)."""
     rows = [[s.stage, s.name, s.records_in, s.dropped_total, s.kept, s.reasons_text, s.thresholds_text]
             for s in steps]
-    return table(rows, ["stage", "filter", "in", "dropped", "kept", "dropped by reason", "thresholds"])
+    return table(clean(rows), ["stage", "filter", "in", "dropped", "kept", "dropped by reason", "thresholds"])
 
 
 def _instance_text(t: Task, field: str) -> str:
@@ -77,14 +78,20 @@ def _finished(run: RunData) -> str:
 
 def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
     """The whole page."""
+    name = run.root.resolve().name  # the page names the run folder, never where it lies on this machine
+
+    def local(obj: Any) -> Any:  # configs, notes, captions: no absolute path of this machine (data is left as is)
+        return portable(obj, run.root, base=name)
+
+    figures = [Figure(f.id, local(f.title), f.svg, local(f.caption), f.data) for f in figures]
     by_id = {f.id: f for f in figures}
     steps = funnel_steps(run)
     final = run.final()
     parts = [MARKER, "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>instructgen report: {escape(run.root.name)}</title><style>{CSS}</style></head><body>",
-             f"<h1>instructgen report: {escape(run.root.name)}</h1>",
-             f'<div class="sub">{escape(str(run.root.resolve()))}{_finished(run)}</div>']
+             f"<title>instructgen report: {escape(name)}</title><style>{CSS}</style></head><body>",
+             f"<h1>instructgen report: {escape(name)}</h1>",
+             f'<div class="sub">run folder {escape(name)}{_finished(run)}</div>']
 
     stage_rows = []
     for kind, st in run.stages.items():
@@ -92,7 +99,8 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
                  '<span class="bad">incomplete</span>' + (" (records from log.jsonl so far)" if st.from_log else ""))
         count = (f"{len(st.kept):,} kept, {len(st.rejected):,} rejected" if kind != "train" else
                  f"{len(st.train_log):,} logged steps, {len(st.eval):,} eval rows")
-        stage_rows.append(f"<tr><td>{escape(kind)}</td><td>{escape(str(st.path))}</td><td>{state}</td>"
+        folder = local(str(st.path.resolve()))
+        stage_rows.append(f"<tr><td>{escape(kind)}</td><td>{escape(folder)}</td><td>{state}</td>"
                           f"<td>{escape(count)}</td></tr>")
     parts.append("<h2>Stages</h2><table><thead><tr><th>stage</th><th>folder</th><th>state</th><th>records</th>"
                  "</tr></thead><tbody>" + "".join(stage_rows) + "</tbody></table>")
@@ -100,7 +108,7 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
         n_inst = sum(len(t.instances) for t in final.kept)
         parts.append(f"<p>Final data: <b>{len(final.kept):,}</b> kept tasks with <b>{n_inst:,}</b> instances "
                      f"({escape(final.kind)} stage).</p>")
-    missing = run.missing + notes
+    missing = local(run.missing + notes)
     if missing:
         parts.append('<div class="missing" id="missing"><b>Not shown:</b><ul>' +
                      "".join(f"<li>{escape(m)}</li>" for m in missing) + "</ul></div>")
@@ -113,7 +121,7 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
     if "funnel" in by_id:
         parts.append(_figure(by_id["funnel"]))
     if steps:
-        parts.append(funnel_table(steps))
+        parts.append(funnel_table(steps, local))
 
     dist = [f for f in figures if f.id.startswith(("len-", "readability", "sim-", "tokens"))]
     if dist:
@@ -133,7 +141,7 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
         if tr is not None and tr.metrics:
             rows = [(sec, k, v) for sec in ("before", "after", "train")
                     for k, v in (tr.metrics.get(sec) or {}).items() if not isinstance(v, (dict, list))]
-            parts.append(table(rows, ["when", "metric", "value"]))
+            parts.append(table(local(rows), ["when", "metric", "value"]))
         if tr is not None and tr.eval:
             parts.append("<h3>Evaluation samples</h3>" + table(
                 [(r.get("id"), r.get("instruction"), r.get("input"), r.get("reference"), r.get("before"),
@@ -165,7 +173,8 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
     parts.append("<details><summary>Library versions</summary>" +
                  table(sorted(versions(run).items()), ["library", "version"]) + "</details>")
     for kind, st in run.stages.items():
+        config = local(json.loads(json.dumps(st.config, ensure_ascii=False, default=str)))
         parts.append(f"<details><summary>{escape(kind)}: config</summary><pre>"
-                     f"{escape(json.dumps(st.config, indent=2, ensure_ascii=False, default=str))}</pre></details>")
+                     f"{escape(json.dumps(config, indent=2, ensure_ascii=False))}</pre></details>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -130,7 +130,8 @@ def token_counter(model: str | None = "smollm2-135m") -> TokenCounter:
             def count(texts: Sequence[str]) -> list[int]:
                 return [len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False)]
 
-            return TokenCounter(f"the {model} tokenizer", count, exact=True)
+            label = Path(model).name if path.parent == Path(model).expanduser() else model  # a folder: its name
+            return TokenCounter(f"the {label} tokenizer", count, exact=True)
         except Exception:  # a broken or foreign tokenizer file: fall back to the estimate, said in the caption
             pass
     return TokenCounter("an estimate of one token per 4 characters (no local tokenizer found)",

@@ -2,7 +2,8 @@
 
 The token comes from the environment only (HF_TOKEN, or HUGGING_FACE_HUB_TOKEN), is checked before training
 starts, and is never printed or written. `gen` runs offline (HF_HUB_OFFLINE=1); the upload is the one step
-allowed to reach the Hub.
+allowed to reach the Hub. What is uploaded names no local path: the card and the adapter's small config files
+(a local student is recorded by its full path) go through `portable`, in a staged copy of the folder.
 """
 
 from __future__ import annotations
@@ -10,10 +11,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from ..config import ConfigError
 from ..publish import online as _online
+from ..report.collect import portable
+
+# adapter files whose values may hold a local path (the student's); the rest (weights, tokenizer vocabulary,
+# chat template) is data and is uploaded byte for byte
+PATH_FILES = ("adapter_config.json", "training_info.json", "tokenizer_config.json", "special_tokens_map.json",
+              "config.json", "generation_config.json")
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 # Hub ids of the embedded students, for the card's `base_model`.
@@ -100,7 +109,7 @@ ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return
 print(tokenizer.decode(model.generate(ids, max_new_tokens=128)[0][ids.shape[1]:], skip_special_tokens=True))
 ```
 """
-    return "\n".join(meta) + "\n" + body
+    return portable("\n".join(meta) + "\n" + body, run)
 
 
 def _eos(run: Path) -> str:
@@ -109,10 +118,35 @@ def _eos(run: Path) -> str:
 
 
 def upload_files(run_dir: str | os.PathLike, repo: str) -> Path:
-    """Write the model card into the adapter folder; returns the folder that is uploaded whole."""
+    """Write the model card into the adapter folder; returns the adapter folder (what `stage_upload` copies)."""
     adapter = Path(run_dir) / "adapter"
     (adapter / "README.md").write_text(model_card(run_dir, repo), encoding="utf-8")
     return adapter
+
+
+def stage_upload(adapter: Path, run_dir: Path, into: Path) -> Path:
+    """A copy of the adapter folder as it is uploaded: the files of PATH_FILES with their local paths made
+    portable, every other file linked (or copied) unchanged."""
+    for src in sorted(adapter.rglob("*")):
+        dst = into / src.relative_to(adapter)
+        if src.is_dir():
+            dst.mkdir(parents=True, exist_ok=True)
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.name in PATH_FILES and not src.is_symlink():
+            try:
+                obj = json.loads(src.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                obj = None  # not a config of ours after all: uploaded as it is
+            clean = portable(obj, run_dir)
+            if clean != obj:
+                dst.write_text(json.dumps(clean, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                continue
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or links not allowed
+            shutil.copy2(src, dst)
+    return into
 
 
 def push_adapter(run_dir: str | os.PathLike, repo: str, token: str, private: bool = False, api=None) -> str:
@@ -123,15 +157,17 @@ def push_adapter(run_dir: str | os.PathLike, repo: str, token: str, private: boo
     if api is None:
         from huggingface_hub import HfApi
         api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token, library_name="instructgen")
-    try:
-        with _online():
-            api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
-            info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
-                                     commit_message="Upload LoRA adapter trained with instructgen")
-    except HubError:
-        raise
-    except Exception as e:  # noqa: BLE001 - reported in one line with the token masked
-        msg = str(e).replace(token, "***").splitlines()[0][:300] if str(e) else ""
-        raise HubError(f"upload to {repo} failed ({type(e).__name__}: {msg}); the adapter is in {folder}, "
-                       "re-run with --push-to-hub to retry") from None
+    with tempfile.TemporaryDirectory(prefix="instructgen-adapter-") as tmp:
+        staged = stage_upload(folder, Path(run_dir), Path(tmp) / folder.name)
+        try:
+            with _online():
+                api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+                info = api.upload_folder(folder_path=str(staged), repo_id=repo, repo_type="model",
+                                         commit_message="Upload LoRA adapter trained with instructgen")
+        except HubError:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported in one line with the token masked
+            msg = str(e).replace(token, "***").splitlines()[0][:300] if str(e) else ""
+            raise HubError(f"upload to {repo} failed ({type(e).__name__}: {msg}); the adapter is in {folder}, "
+                           "re-run with --push-to-hub to retry") from None
     return str(getattr(info, "commit_url", info))

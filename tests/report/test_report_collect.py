@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from instructgen.records import RecordError
-from instructgen.report.collect import find_stages, load_run, reproduce_commands, stage_kind
+from instructgen.report.collect import PACKAGE_DIR, find_stages, load_run, portable, reproduce_commands, stage_kind
 from instructgen.report.figures import funnel_steps, samples
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -80,3 +80,29 @@ def test_bad_record_names_file_and_line(tmp_path):
         f.write("{not json\n")
     with pytest.raises(RecordError, match=r"rejected.jsonl:31"):
         load_run(run_dir)
+
+
+def test_portable_rewrites_local_paths_only(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    root = tmp_path / "run"
+    cases = {
+        str(root): ".", str(root / "curated" / "kept.jsonl"): "curated/kept.jsonl",
+        str(home / "my_seeds.jsonl"): "my_seeds.jsonl", "~/data/my seeds.jsonl": "my seeds.jsonl",
+        str(PACKAGE_DIR / "data" / "seed.jsonl"): "<packaged>/data/seed.jsonl", str(PACKAGE_DIR): "<packaged>",
+        f"--seeds={home}/s.jsonl": "--seeds=s.jsonl", f"transformers:{tmp_path}/m": "transformers:m",
+        f"ran on {root}/instances, then {root}2/x": "ran on instances, then x",
+        f"file://{tmp_path}/a.txt": "file:a.txt", "/usr/share/dict/words": "words",
+        # not paths of this machine: left as they are
+        "openai:http://127.0.0.1:9/v1": "openai:http://127.0.0.1:9/v1", "/v1/chat": "/v1/chat",
+        "and/or 1/2 </s>": "and/or 1/2 </s>", "run/curated": "run/curated", "": "", "/": "/"}
+    for given, want in cases.items():
+        assert portable(given, root) == want, given
+    assert portable(str(root / "train"), root, base="run") == "run/train"
+    assert portable(str(root), root, base="run") == "run"
+    obj = {"input": str(root / "instances"), str(home / "k"): [1, 2.5, None, True, (str(tmp_path / "t"),)]}
+    assert portable(obj, root) == {"input": "instances", "k": [1, 2.5, None, True, ("t",)]}
+    (tmp_path / "link").symlink_to(root, target_is_directory=True)
+    root.mkdir()
+    assert portable(str(tmp_path / "link" / "b" / "a.json"), root) == "b/a.json"  # into the run through a link
+    assert portable(str(root / "b" / "a.json"), tmp_path / "link") == "b/a.json"  # the run named through a link

@@ -3,6 +3,9 @@ cannot be reached from CI; a recording stand-in for HfApi takes the calls)."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from instructgen.trainer.hub import HubError, hub_token, model_card, push_adapter
@@ -73,3 +76,22 @@ def test_token_comes_from_the_environment_only(monkeypatch):
         hub_token()
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", SECRET)
     assert hub_token() == SECRET
+
+
+def test_uploaded_files_name_no_local_path(trained_run, tiny_model, tmp_path_factory):
+    """The student is a local folder, recorded by its full path in the adapter's configs: the upload (and the
+    card) name it by its folder name only; the run's own files keep the full path, so loading works here."""
+    out, _ = trained_run
+    api = RecordingApi()
+    push_adapter(out, "me/tiny-adapter", SECRET, api=api)
+    base = str(tmp_path_factory.getbasetemp())
+    needles = [base, os.path.realpath(base), str(tiny_model), os.path.expanduser("~") + "/"]
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == \
+        str(tiny_model)  # the upload would leak without the rewrite
+    for name, data in api.files.items():
+        assert not [n for n in needles if n.encode() in data], name
+    assert json.loads(api.files["adapter_config.json"])["base_model_name_or_path"] == tiny_model.name
+    assert json.loads(api.files["training_info.json"])["student"] == tiny_model.name
+    assert api.files["adapter_model.safetensors"] == (out / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert f"for `{tiny_model.name}`" in api.files["README.md"].decode()
+    assert (out / "adapter" / "README.md").read_bytes() == api.files["README.md"]
