@@ -78,19 +78,90 @@ def field_docs(cls) -> dict[str, str]:
     return {f.name: f.metadata.get("doc", "") for f in fields(cls)}
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def parse_yaml(path: str | Path, label: str | None = None) -> tuple[Any, str]:
+    """(data, text) of a YAML file, read strictly: UTF-8, no key given twice in one mapping (PyYAML would keep
+    the last silently), no special characters. Every error is a ConfigError naming `label` (default: the path)
+    and the line where YAML gives one."""
     import yaml
+    from .records import RecordError, utf8_text
+    p = Path(path)
+    label = label or str(p)
+    try:
+        text = utf8_text(p.read_bytes(), label)
+    except RecordError as e:
+        raise ConfigError(str(e)) from None
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot read: {e.strerror or e}") from None
+    loader = None
+    try:
+        loader = _unique_key_loader()(text)  # the reader checks for special characters here
+        return loader.get_single_data(), text
+    except _DuplicateKey as e:
+        raise ConfigError(f"{label}:{e.line}: duplicate key '{e.key}' (first at line {e.first}); "
+                          "keep one of them") from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError(f"{label}:{line}: invalid YAML (character #x{e.character:04x}: {e.reason})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{label}:{mark.line + 1}" if mark else label
+        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: invalid YAML (nested too deeply)") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int):
+        self.key, self.line, self.first = key, line, first
+
+
+_LOADER: Any = None
+
+
+def _unique_key_loader():
+    """A yaml.SafeLoader raising _DuplicateKey on a key given twice in one mapping (merge keys `<<:` aside:
+    overriding a merged key is what they are for). Built on first use: yaml loads lazily."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        class UniqueKeyLoader(yaml.SafeLoader):
+            def construct_mapping(self, node, deep=False):
+                if isinstance(node, yaml.MappingNode):
+                    seen: dict[Any, int] = {}
+                    for key_node, _ in node.value:
+                        if key_node.tag == "tag:yaml.org,2002:merge":
+                            continue
+                        key = self.construct_object(key_node, deep=True)
+                        line = key_node.start_mark.line + 1
+                        try:
+                            if key in seen:
+                                raise _DuplicateKey(key, line, seen[key])
+                            seen[key] = line
+                        except TypeError:
+                            continue  # an unhashable key: the base class reports it
+                return super().construct_mapping(node, deep)
+
+        _LOADER = UniqueKeyLoader
+    return _LOADER
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A `--config` file's option: value mapping (an empty file sets no option)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"--config {p}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark else str(p)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if p.is_dir():
+        raise ConfigError(f"--config {p}: is a folder, not a YAML file")
+    data, _ = parse_yaml(p)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of option: value")
+        raise ConfigError(f"{p}: expected a mapping of option: value at the top level, got a "
+                          f"{type(data).__name__}")
     return data
 
 
@@ -98,21 +169,45 @@ def build(cls, sources: list[tuple[str, dict[str, Any]]]):
     """Merge (label, values) sources in order into `cls`; unknown keys and wrong types name their source."""
     names = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     for label, src in sources:
         for k, v in src.items():
             if v is None and label.startswith("flag"):
                 continue
+            if not isinstance(k, str):
+                raise ConfigError(f"{label}: option names must be strings, got {k!r}")
             key = k.replace("-", "_")
             if key not in names:
                 raise ConfigError(f"{label}: unknown option '{k}'. Known: {', '.join(sorted(names))}")
             values[key] = v
+            origin[key] = label
     cfg = cls(**values)
     for f in fields(cls):
         v = getattr(cfg, f.name)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore
-        if default is not None and v is not None and not _type_ok(v, default):
-            raise ConfigError(f"option '{f.name}' must be {type(default).__name__}, got {v!r}")
+        problem = _type_problem(v, default, f.type)
+        if problem:
+            where = f"{origin[f.name]}: " if f.name in origin else ""
+            raise ConfigError(f"{where}option '{f.name}' must be {problem}, got {v!r}")
     return cfg
+
+
+# annotations checked beyond the default's type (`from __future__ import annotations` makes them strings)
+_OPTIONAL = {"str | None": str, "int | None": int, "float | None": float, "bool | None": bool}
+
+
+def _type_problem(v, default, annotation) -> str | None:
+    """What `v` must be when it does not fit its field; None when it fits."""
+    if annotation in _OPTIONAL:
+        kind = _OPTIONAL[annotation]
+        return None if v is None or _type_ok(v, kind()) else f"{kind.__name__} or null"
+    if default is None or v is None:
+        return None
+    if not _type_ok(v, default):
+        return type(default).__name__
+    if annotation == "list[str]" and not all(isinstance(x, str) for x in v):
+        return "a list of strings"
+    return None
 
 
 def _type_ok(v, default) -> bool:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .config import ConfigError
 from .examples import iter_examples
 from .records import RecordError, Task
 
@@ -54,43 +56,78 @@ FORMATS: dict[str, tuple[Callable, str]] = {
 BINARY = {"parquet"}
 
 
+def unique_ids(rows: list[dict]) -> list[tuple[str, str]]:
+    """Make the examples' ids distinct, in place, deterministically: the first row with an id keeps it, a later
+    one becomes `ID-dupN` (the smallest N no row uses). Needed because a task `a` with two instances gives
+    `a-0` and `a-1`, which a task literally named `a-1` repeats, and our reader refuses a repeated id.
+    Returns (old, new) for each renamed row."""
+    taken = {r["id"] for r in rows}
+    seen: set[str] = set()
+    renamed = []
+    for r in rows:
+        if r["id"] in seen:
+            n = 2
+            while f"{r['id']}-dup{n}" in taken:
+                n += 1
+            new = f"{r['id']}-dup{n}"
+            taken.add(new)
+            renamed.append((r["id"], new))
+            r["id"] = new
+        seen.add(r["id"])
+    return renamed
+
+
 def export_tasks(tasks: Iterable[Task], fmt: str, out: str | os.PathLike, user_template: str = "user_turn",
                  overwrite: bool = False, source: str | os.PathLike = "input") -> int:
     """Write one example per instance (with a non-empty output) of every kept task to `out` in `fmt`; returns
-    the number of examples. Refuses to replace an existing file unless `overwrite`; writes atomically."""
+    the number of examples. Refuses to replace an existing file unless `overwrite`; writes atomically through
+    a temporary file of its own in the same folder (never a fixed name a crashed run may have left)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     out = Path(out)
+    if out.is_dir():
+        raise FileExistsError(f"{out} is a folder; --out must be a file path")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if out.is_dir():
-        raise FileExistsError(f"{out} is a folder; --out must be a file")
     tasks = list(tasks)
     rows = list(iter_examples(tasks, user_template))
     if not rows:
         raise RecordError(source, None, f"no examples to export: none of its {len(tasks)} tasks is kept with an "
                                         "instance that has an output (run `gen instances` on it first)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    renamed = unique_ids(rows)
+    if renamed:
+        old, new = renamed[0]
+        more = f" and {len(renamed) - 1} more" if len(renamed) > 1 else ""
+        print(f"note: example id '{old}' was taken by another example; exported as '{new}'{more}", file=sys.stderr)
     writer = FORMATS[fmt][0]
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         if fmt in BINARY:
             writer(rows, tmp)
         else:
-            with open(tmp, "w", encoding="utf-8") as f:
+            with open(tmp, "x", encoding="utf-8") as f:
                 writer(rows, f)
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, out)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write: {e.strerror or e}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if os.path.lexists(tmp):
+            tmp.unlink()
     return len(rows)
 
 
 def export(input_path: str | os.PathLike, fmt: str, out: str | os.PathLike, user_template: str = "user_turn",
            overwrite: bool = False) -> int:
-    """`gen export`: read a stage folder or records file (`read_records`) and export it; returns the count."""
+    """`gen export`: read a stage folder or records file (`read_records`) and export it; returns the count.
+    `--out` may be neither the input nor inside an input folder (a run folder holds only what its stage wrote)."""
     from .records import read_records
     from .templates import load_template
+    src, dst = Path(input_path).resolve(), Path(out).resolve()
+    if dst == src or src in dst.parents:
+        where = "is the input itself" if dst == src else f"is inside the input folder {input_path}"
+        raise ConfigError(f"--out {out} {where}; write the export somewhere else")
     load_template(user_template)  # a bad template fails before reading anything big
     return export_tasks(read_records(input_path), fmt, out, user_template, overwrite, source=input_path)

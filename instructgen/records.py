@@ -6,7 +6,13 @@ A `Task` is an instruction with its instances, where it came from (provenance), 
 Readers accept, unchanged: our own JSONL, the Self-Instruct seed-file format (the same shape), Alpaca JSON
 (a list of {instruction, input, output}) or JSONL, prompt/completion JSONL, chat `messages` JSONL, a plain text
 file with one instruction per line, Parquet, and a folder saved by `datasets.Dataset.save_to_disk`.
-A malformed record raises `RecordError` naming file:line and the field at fault.
+A malformed record raises `RecordError` naming file:line (the real line, also inside a JSON array) and the field
+at fault: bytes that are not UTF-8, JSON nested past Python's recursion limit, a lone surrogate escape (it could
+never be written back as UTF-8), a field of the wrong type, a corrupt or truncated .gz, .parquet or saved dataset.
+Only the fields a stage reads are type-checked, so reading stays one pass over each line.
+
+Longer than ~400 lines on purpose: each format's reader and its checks sit next to the record type they build,
+so this one file answers "what does a bad input give".
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -145,32 +152,164 @@ def repair_torn_tail(path: str | os.PathLike) -> int:
 
 # ----------------------------------------------------------------------------------------------- reading
 
+def utf8_text(data: bytes, path: str | os.PathLike, first_line: int = 1) -> str:
+    """`data` decoded as UTF-8 (a leading BOM dropped); an invalid byte raises RecordError naming path:line,
+    the byte and its column (1-based, in characters)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        start = data.rfind(b"\n", 0, e.start) + 1
+        line = first_line + data.count(b"\n", 0, e.start)
+        col = len(data[start:e.start].decode("utf-8", "replace")) + 1
+        raise RecordError(path, line, f"not valid UTF-8 (byte 0x{data[e.start]:02x} at column {col})") from None
+    return text[1:] if first_line == 1 and text.startswith("\ufeff") else text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _may_hold_surrogate(text: str) -> bool:
+    """Cheap pre-check: a lone surrogate can only come from a `\\uD800`-`\\uDFFF` escape (strict UTF-8
+    decoding rejects encoded ones), so only text with such an escape needs the walk. The `in` is a memchr."""
+    return "\\" in text and _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _check_surrogates(obj: Any, path, line) -> None:
+    """Refuse a string holding a lone surrogate (JSON allows the escape; UTF-8 cannot encode it, so the record
+    would crash whatever writes it later). Walks iteratively: nesting depth is not bounded here."""
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            m = _SURROGATE.search(v)
+            if m:
+                raise RecordError(path, line, f"field '{where}' holds a lone surrogate (\\u{ord(m.group()):04x}), "
+                                              "which cannot be written as UTF-8")
+        elif isinstance(v, dict):
+            for k in reversed(list(v)):
+                if _SURROGATE.search(k):
+                    raise RecordError(path, line, f"a key in '{where or '(top level)'}' holds a lone surrogate, "
+                                                  "which cannot be written as UTF-8")
+                stack.append((f"{where}.{k}" if where else k, v[k]))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+
+
+def _parse_line(raw: bytes | str, path, lineno: int) -> dict | None:
+    """One JSON Lines line as an object (None when blank); every failure is a RecordError at path:lineno."""
+    try:
+        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        line = utf8_text(raw, path, lineno)  # raises, naming the byte and its column
+    if lineno == 1 and line.startswith("\ufeff"):
+        line = line[1:]
+    if not line.strip():
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise RecordError(path, lineno, f"not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise RecordError(path, lineno, "JSON nested too deeply to read") from None
+    if not isinstance(obj, dict):
+        raise RecordError(path, lineno, f"expected a JSON object, got {_json_type(obj)}")
+    if _may_hold_surrogate(line):
+        _check_surrogates(obj, path, lineno)
+    return obj
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; a bad line raises RecordError with file:line."""
+    """Yield (line number, object) for each non-blank line; a bad line raises RecordError with file:line.
+
+    The common line costs one json.loads; anything unusual (blank, not an object, a surrogate escape, a parse
+    error) goes through `_parse_line`, which names the fault. Text is decoded in chunks (fast); a chunk that is
+    not UTF-8 sends the lines not yet read to the byte-by-line reader, which names the line and the column."""
+    lineno = 0
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(path, lineno, f"not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise RecordError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+        try:
+            for lineno, line in enumerate(f, 1):
+                try:
+                    obj = json.loads(line)
+                except (ValueError, RecursionError):
+                    obj = None
+                if type(obj) is not dict or _may_hold_surrogate(line):
+                    obj = _parse_line(line, path, lineno)
+                    if obj is None:
+                        continue
+                yield lineno, obj
+            return
+        except UnicodeDecodeError:
+            pass
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n > lineno:
+                obj = _parse_line(raw, path, n)
+                if obj is not None:
+                    yield n, obj
 
 
-def _require_str(obj: dict, key: str, path, line, allow_empty: bool = False) -> str:
+def _json_type(v: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    return "a list" if isinstance(v, list) else "an object" if isinstance(v, dict) else type(v).__name__
+
+
+def _require_str(obj: dict, key: str, path, line, allow_empty: bool = False, label: str | None = None) -> str:
+    label = label or key
     if key not in obj:
-        raise RecordError(path, line, f"missing field '{key}'")
+        raise RecordError(path, line, f"missing field '{label}'")
     v = obj[key]
     if v is None and allow_empty:
         return ""
     if not isinstance(v, str):
-        raise RecordError(path, line, f"field '{key}' must be a string, got {type(v).__name__}")
+        raise RecordError(path, line, f"field '{label}' must be a string, got {_json_type(v)}")
     if not allow_empty and not v.strip():
-        raise RecordError(path, line, f"field '{key}' is empty")
+        raise RecordError(path, line, f"field '{label}' is empty")
     return v
+
+
+def _record_id(obj: dict, path, line, default: str) -> str:
+    """The record's own id (a string or an integer; null counts as absent), else `default`."""
+    v = obj.get("id")
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (str, int)):
+        raise RecordError(path, line, f"field 'id' must be a string or an integer, got {_json_type(v)}")
+    return str(v)
+
+
+def _check_task_fields(obj: dict, path, line) -> None:
+    """Type-check the fields a stage reads from our own records (no deeper walk: this runs on every line)."""
+    for key in ("meta", "provenance", "scores"):
+        v = obj.get(key)
+        if v is not None and not isinstance(v, dict):
+            raise RecordError(path, line, f"field '{key}' must be an object, got {_json_type(v)}")
+    for k, v in (obj.get("scores") or {}).items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise RecordError(path, line, f"field 'scores.{k}' must be a number, got {_json_type(v)}")
+    src = obj.get("source")
+    if src is not None and not isinstance(src, str):
+        raise RecordError(path, line, f"field 'source' must be a string, got {_json_type(src)}")
+    verdict = obj.get("verdict")
+    if verdict is None:
+        return
+    if not isinstance(verdict, dict):
+        raise RecordError(path, line, f"field 'verdict' must be an object {{kept, reason, filter, duplicate_of}}, "
+                                      f"got {_json_type(verdict)}")
+    if not isinstance(verdict.get("kept", True), bool):
+        raise RecordError(path, line, f"field 'verdict.kept' must be true or false, got {_json_type(verdict['kept'])}")
+    for k in ("reason", "filter", "duplicate_of"):
+        v = verdict.get(k)
+        if v is not None and not isinstance(v, str):
+            raise RecordError(path, line, f"field 'verdict.{k}' must be a string or null, got {_json_type(v)}")
 
 
 def detect_format(obj: dict) -> str:
@@ -191,24 +330,33 @@ def detect_format(obj: dict) -> str:
 def task_from_obj(obj: dict, path, line, index: int, source: str = "imported") -> Task:
     """Convert one object of any accepted format to a Task; errors name path:line and the field."""
     fmt = detect_format(obj)
+    default_id = f"{Path(path).stem}_{index}"
     if fmt == "task":
+        _check_task_fields(obj, path, line)
         dropped = isinstance(obj.get("verdict"), dict) and obj["verdict"].get("kept") is False
-        _require_str(obj, "instruction", path, line, allow_empty=dropped)  # an unparseable completion may be empty
+        # an unparseable completion may be empty
+        instruction = _require_str(obj, "instruction", path, line, allow_empty=dropped)
         if not isinstance(obj["instances"], list):
             raise RecordError(path, line, "field 'instances' must be a list of {input, output}")
+        instances = []
         for j, inst in enumerate(obj["instances"]):
             if not isinstance(inst, dict):
-                raise RecordError(path, line, f"field 'instances[{j}]' must be an object with input and output")
+                raise RecordError(path, line, f"field 'instances[{j}]' must be an object with input and output, "
+                                              f"got {_json_type(inst)}")
             for k in ("input", "output"):
                 if k in inst and inst[k] is not None and not isinstance(inst[k], str):
-                    raise RecordError(path, line, f"field 'instances[{j}].{k}' must be a string")
+                    raise RecordError(path, line, f"field 'instances[{j}].{k}' must be a string, "
+                                                  f"got {_json_type(inst[k])}")
+            instances.append({"input": inst.get("input") or "", "output": inst.get("output") or ""})
         ic = obj.get("is_classification")
         if ic is not None and not isinstance(ic, bool):
             raise RecordError(path, line, "field 'is_classification' must be true, false or null")
-        d = dict(obj)
-        d.setdefault("id", f"{Path(path).stem}_{index}")
-        d["id"] = str(d["id"])
-        if "source" not in d:
+        d = dict(obj, instruction=instruction, instances=instances)
+        d["id"] = _record_id(obj, path, line, default_id)
+        for key in ("provenance", "scores"):
+            if key in d and d[key] is None:
+                d[key] = {}
+        if d.get("source") is None:
             d["source"] = "seed" if "verdict" not in obj else "generated"
         try:
             return Task.from_dict(d)
@@ -219,30 +367,37 @@ def task_from_obj(obj: dict, path, line, index: int, source: str = "imported") -
         inp = _require_str(obj, "input", path, line, allow_empty=True) if "input" in obj else ""
         out = _require_str(obj, "output", path, line, allow_empty=True) if "output" in obj else ""
         instances = [Instance(inp, out)] if (inp or out) else []
-        return Task(id=str(obj.get("id", f"{Path(path).stem}_{index}")), instruction=instr, instances=instances,
+        return Task(id=_record_id(obj, path, line, default_id), instruction=instr, instances=instances,
                     source=source)
     if fmt == "prompt_completion":
         prompt = _require_str(obj, "prompt", path, line)
         comp = _require_str(obj, "completion", path, line, allow_empty=True)
         meta = {k: v for k, v in obj.items() if k not in ("id", "prompt", "completion")}
-        return Task(id=str(obj.get("id", f"{Path(path).stem}_{index}")), instruction=prompt,
+        return Task(id=_record_id(obj, path, line, default_id), instruction=prompt,
                     instances=[Instance("", comp)], source=source, meta=meta)
     if fmt in ("messages", "sharegpt"):
         key, role_key, text_key = (("messages", "role", "content") if fmt == "messages"
                                    else ("conversations", "from", "value"))
         turns = obj[key]
         if not isinstance(turns, list):
-            raise RecordError(path, line, f"field '{key}' must be a list of turns")
-        user = [t for t in turns if isinstance(t, dict) and t.get(role_key) in ("user", "human")]
-        asst = [t for t in turns if isinstance(t, dict) and t.get(role_key) in ("assistant", "gpt")]
-        if not user:
+            raise RecordError(path, line, f"field '{key}' must be a list of turns, got {_json_type(turns)}")
+        user = asst = None  # index of the first user and the first assistant turn
+        for j, turn in enumerate(turns):
+            if not isinstance(turn, dict):
+                raise RecordError(path, line, f"field '{key}[{j}]' must be an object with '{role_key}' and "
+                                              f"'{text_key}', got {_json_type(turn)}")
+            role = turn.get(role_key)
+            if user is None and role in ("user", "human"):
+                user = j
+            elif asst is None and role in ("assistant", "gpt"):
+                asst = j
+        if user is None:
             raise RecordError(path, line, f"field '{key}' has no user turn")
-        instr = user[0].get(text_key)
-        if not isinstance(instr, str):
-            raise RecordError(path, line, f"field '{key}[0].{text_key}' must be a string")
-        out = asst[0].get(text_key, "") if asst else ""
-        return Task(id=str(obj.get("id", f"{Path(path).stem}_{index}")), instruction=instr,
-                    instances=[Instance("", out or "")] if out else [], source=source)
+        instr = _require_str(turns[user], text_key, path, line, label=f"{key}[{user}].{text_key}")
+        out = (_require_str(turns[asst], text_key, path, line, allow_empty=True, label=f"{key}[{asst}].{text_key}")
+               if asst is not None and text_key in turns[asst] else "")
+        return Task(id=_record_id(obj, path, line, default_id), instruction=instr,
+                    instances=[Instance("", out)] if out else [], source=source)
     raise RecordError(path, line, "unrecognised record: expected 'instruction' (task or Alpaca), "
                                   "'prompt'+'completion', or 'messages'")
 
@@ -257,47 +412,115 @@ def read_tasks(path: str | os.PathLike, source: str = "imported") -> list[Task]:
             return _read_hf_dataset(p, source)
         raise RecordError(p, None, "a folder must be a run folder or a saved HF dataset")
     suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".gz") else p.suffix
-    if suffix in (".parquet",):
-        return _read_rows(p, _parquet_rows(p), source)
-    if suffix == ".txt":
-        out = []
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    out.append(Task(id=f"{p.stem}_{len(out)}", instruction=line.strip(), source=source))
-        return out
-    if suffix == ".json":
+    try:
+        if suffix in (".parquet",):
+            return _read_rows(p, _parquet_rows(p), source)
+        if suffix == ".txt":
+            return _read_txt(p, source)
+        if suffix == ".json":
+            return _read_rows(p, _json_rows(p), source)
+        # anything else is read as JSON Lines (.jsonl, .ndjson, .jsonl.gz, or no suffix)
+        rows = _iter_gz_jsonl(p) if suffix == ".jsonl.gz" else iter_jsonl(p)
+        return _read_rows(p, rows, source)
+    except OSError as e:  # unreadable: permissions, a device, an I/O error
+        raise RecordError(p, None, f"cannot read: {e.strerror or e}") from None
+
+
+def _read_txt(p: Path, source: str) -> list[Task]:
+    out = []
+    with open(p, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = utf8_text(raw, p, lineno).strip()
+            if line:
+                out.append(Task(id=f"{p.stem}_{len(out)}", instruction=line, source=source))
+    return out
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _json_rows(p: Path) -> Iterator[tuple[int, Any]]:
+    """(line where it starts, element) for each element of a JSON file's top-level list (a lone object counts
+    as a list of one). Decoded element by element so each error and each record gets its real line."""
+    text = utf8_text(p.read_bytes(), p)
+    surrogates = _may_hold_surrogate(text)
+    dec = json.JSONDecoder()
+    line, counted = 1, 0
+
+    def line_at(pos: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, pos)
+        counted = pos
+        return line
+
+    def decode(pos: int) -> tuple[Any, int]:
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            return dec.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            raise RecordError(p, e.lineno, f"not valid JSON ({e.msg})") from None
-        if isinstance(data, dict):
-            data = [data]
-        if not isinstance(data, list):
-            raise RecordError(p, None, "expected a JSON list of records")
-        return _read_rows(p, ((None, d) for d in data), source, index_as_line=True)
-    # anything else is read as JSON Lines (.jsonl, .ndjson, .jsonl.gz, or no suffix)
-    rows = _iter_gz_jsonl(p) if suffix == ".jsonl.gz" else iter_jsonl(p)
-    return _read_rows(p, rows, source)
+            raise RecordError(p, e.lineno, f"not valid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise RecordError(p, line_at(pos), "JSON nested too deeply to read") from None
+
+    def fail(pos: int, msg: str):
+        col = pos - text.rfind("\n", 0, pos)
+        raise RecordError(p, line_at(pos), f"not valid JSON ({msg} at column {col})")
+
+    pos = _WS.match(text).end()
+    if pos == len(text):
+        return  # an empty file holds no records
+    if text[pos] != "[":
+        obj, end = decode(pos)
+        if _WS.match(text, end).end() != len(text):
+            fail(_WS.match(text, end).end(), "Extra data")
+        if not isinstance(obj, dict):
+            raise RecordError(p, line_at(pos), f"expected a JSON list of records, got {_json_type(obj)}")
+        if surrogates:
+            _check_surrogates(obj, p, line_at(pos))
+        yield line_at(pos), obj
+        return
+    pos = _WS.match(text, pos + 1).end()
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            obj, end = decode(pos)
+            if surrogates:
+                _check_surrogates(obj, p, line_at(pos))
+            yield line_at(pos), obj
+            pos = _WS.match(text, end).end()
+            if text.startswith("]", pos):
+                pos += 1
+                break
+            if not text.startswith(",", pos):
+                fail(pos, "Expecting ',' delimiter")
+            pos = _WS.match(text, pos + 1).end()
+    end = _WS.match(text, pos).end()
+    if end != len(text):
+        fail(end, "Extra data")
 
 
 def _iter_gz_jsonl(p: Path) -> Iterator[tuple[int, dict]]:
     import gzip
-    with gzip.open(p, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise RecordError(p, lineno, f"not valid JSON ({e.msg} at column {e.colno})") from None
+    import zlib
+    lineno = 0
+    try:
+        with gzip.open(p, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n"):
+                    f.read(1)  # the last line: a truncated stream raises here, before a torn line is parsed
+                obj = _parse_line(raw, p, lineno)
+                if obj is not None:
+                    yield lineno, obj
+    except (OSError, EOFError, zlib.error) as e:
+        after = f" after line {lineno}" if lineno else ""
+        raise RecordError(p, None, f"corrupt or truncated gzip file{after} ({e})") from None
 
 
-def _read_rows(p, rows, source, index_as_line: bool = False) -> list[Task]:
+def _read_rows(p, rows, source) -> list[Task]:
     out, seen = [], set()
     for i, (line, obj) in enumerate(rows):
-        line = (i + 1) if index_as_line and line is None else line
         if not isinstance(obj, dict):
-            raise RecordError(p, line, f"expected a JSON object, got {type(obj).__name__}")
+            raise RecordError(p, line, f"expected a JSON object, got {_json_type(obj)}")
         t = task_from_obj(obj, p, line, i, source)
         if t.id in seen:
             raise RecordError(p, line, f"duplicate id '{t.id}'")
@@ -306,18 +529,31 @@ def _read_rows(p, rows, source, index_as_line: bool = False) -> list[Task]:
     return out
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _parquet_rows(p: Path) -> Iterator[tuple[int, dict]]:
     import pyarrow.parquet as pq
-    for i, row in enumerate(pq.read_table(p).to_pylist()):
+    try:
+        rows = pq.read_table(p).to_pylist()
+    except Exception as e:  # pyarrow raises a dozen types (ArrowInvalid, OSError, ...) on a corrupt file
+        raise RecordError(p, None, f"not a readable Parquet file ({_first_line(e)})") from None
+    for i, row in enumerate(rows):
         yield i + 1, row
 
 
 def _read_hf_dataset(p: Path, source: str) -> list[Task]:
     import datasets
-    ds = datasets.load_from_disk(str(p))
-    if isinstance(ds, datasets.DatasetDict):
-        ds = ds["train"] if "train" in ds else next(iter(ds.values()))
-    return _read_rows(p, ((i + 1, row) for i, row in enumerate(ds)), source)
+    try:
+        ds = datasets.load_from_disk(str(p))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+        rows = ds.to_list()
+    except Exception as e:  # a broken folder fails in json, pyarrow or datasets, with any of their types
+        raise RecordError(p, None, f"not a readable saved dataset ({_first_line(e)})") from None
+    return _read_rows(p, ((i + 1, row) for i, row in enumerate(rows)), source)
 
 
 def read_seed_tasks(path: str | os.PathLike) -> list[Task]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import ConfigError, build
+from ..config import ConfigError, build, parse_yaml
 from ..records import Task
 from .base import Filter, FilterStats, doc, run_filter
 from .embedding import EmbeddingDedupFilter
@@ -103,7 +103,7 @@ def parse_config(data: Any, source: str, lines: Sequence[int] = ()) -> CurateCon
         if not isinstance(entry, dict) or "filter" not in entry:
             raise ConfigError(f"{label}: expected a mapping with 'filter: NAME' (one of {', '.join(FILTERS)})")
         kind = entry["filter"]
-        if kind not in FILTERS:
+        if not isinstance(kind, str) or kind not in FILTERS:
             raise ConfigError(f"{label}: unknown filter '{kind}'. Known: {', '.join(FILTERS)}")
         label = f"{label} ({kind})"
         name = entry.get("name", kind)
@@ -133,19 +133,12 @@ def load_config(config: str | Path | dict | CurateConfig | None = None) -> Curat
         return config
     if isinstance(config, dict):
         return parse_config(config, "config")
-    import yaml
     path = Path(config) if config is not None else DEFAULT_CONFIG
     label = str(path) if config is not None else f"the packaged default ({path})"
     if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    return parse_config(data, str(path) if config is not None else label, _entry_lines(text))
+        raise ConfigError(f"--config {path}: " + ("is a folder, not a YAML file" if path.is_dir() else "no such file"))
+    data, text = parse_yaml(path)  # UTF-8 and no duplicate key, or a ConfigError naming file:line
+    return parse_config(data or {}, label, _entry_lines(text))
 
 
 def build_filter(spec: FilterSpec) -> Filter:

@@ -61,6 +61,26 @@ def load_template(name_or_path: str | Path) -> PromptTemplate:
             names = sorted(x.name.removesuffix(".jinja2") for x in TEMPLATE_DIR.glob("*.jinja2"))
             raise TemplateError(f"template '{name_or_path}' not found: not a file, nor one of {names}")
         p = cand
-    t = PromptTemplate(name=p.name.removesuffix(".jinja2"), path=p, source=p.read_text(encoding="utf-8"))
+    t = PromptTemplate(name=p.name.removesuffix(".jinja2"), path=p, source=_read_text(p))
     t.check_syntax()
     return t
+
+
+def _read_text(p: Path) -> str:
+    """A template file's text; a folder, an unreadable file, a NUL byte or bytes that are not UTF-8 (a binary
+    file given by mistake) raise TemplateError naming the file and the line."""
+    if p.is_dir():
+        raise TemplateError(f"template {p}: is a folder, not a template file")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise TemplateError(f"template {p}: cannot read: {e.strerror or e}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise TemplateError(f"{p}:{line}: not a text template (a NUL byte; a binary file?)")
+    from ..records import RecordError, utf8_text
+    try:
+        return utf8_text(data, p)
+    except RecordError as e:
+        raise TemplateError(f"{e} (a binary file?)") from None

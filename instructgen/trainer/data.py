@@ -37,6 +37,7 @@ DEFAULT_CHAT_TEMPLATE = (
 def load_examples(data: str | Path, user_template: str = "user_turn") -> list[dict]:
     """Training examples ({id, instruction, input, output, messages}) from a stage folder or records file."""
     from ..examples import iter_examples
+    from ..export import unique_ids
     from ..records import read_records
 
     tasks = read_records(data)
@@ -44,6 +45,7 @@ def load_examples(data: str | Path, user_template: str = "user_turn") -> list[di
     if not examples:
         raise RecordError(data, None, f"no training example: none of its {len(tasks)} records is kept with a "
                                       "non-empty output")
+    unique_ids(examples)  # the held-out split goes by id: a repeated one would drop its twin from training
     return examples
 
 
