@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 import time
 
 import pytest
 
 from instructgen.generator.openai_teacher import OpenAITeacher, TeacherRequestError
-from instructgen.generator.serve import RequestError, TeacherServer, main, parse_request
+from instructgen.generator.serve import Limits, RequestError, TeacherServer, _Batcher, main, parse_request
 from instructgen.generator.teachers import Completion, Sampling
 
 
@@ -70,6 +71,15 @@ def test_parse_request_defaults_and_mapping():
     ({"model": "m", "prompt": "x", "max_tokens": 0}, 400, "'max_tokens' must be a positive integer"),
     ({"model": "m", "prompt": "x", "stop": [1]}, 400, "'stop' must be a string or a list of strings"),
     ({"model": "m", "prompt": "x", "seed": "1"}, 400, "'seed' must be an integer"),
+    ({"model": "m", "prompt": "x", "seed": 2**63}, 400, "'seed' must be an integer in [0, 2**63-1]"),
+    ({"model": "m", "prompt": "x", "seed": -1}, 400, "'seed' must be an integer in [0, 2**63-1]"),
+    ({"model": "m", "prompt": ""}, 400, "'prompt' is empty"),
+    ({"model": "m", "prompt": ["x", ""]}, 400, "'prompt[1]' is empty"),
+    ({"model": "m", "prompt": ["x"] * 65}, 400, "'prompt' has 65 prompts; this server allows at most 64"),
+    ({"model": "m", "prompt": "x", "stop": list("abcdefghijklmnopq")}, 400, "'stop' has 17 stop strings"),
+    ({"model": "m", "prompt": "x", "stop": ["s" * 65]}, 400, "'stop[0]' has 65 characters"),
+    ({"model": "m", "prompt": "x", "max_tokens": 4097}, 400, "'max_tokens' is 4097; this server allows at most 4096"),
+    ({"prompt": "x"}, 400, "'model' must be a string"),
     ([], 400, "must be a JSON object"),
 ])
 def test_parse_request_rejects_bad_input(body, status, text):
@@ -78,8 +88,28 @@ def test_parse_request_rejects_bad_input(body, status, text):
     assert e.value.status == status and text in e.value.message
 
 
+def test_parse_request_names_the_field_and_applies_custom_limits():
+    lim = Limits(max_prompts=2, max_stops=1, max_stop_chars=2, max_tokens=8, max_queue=2)
+    with pytest.raises(RequestError) as e:
+        parse_request({"model": "m", "prompt": ["a", "b", "c"]}, False, "m", 16, lim)
+    assert e.value.param == "prompt" and "at most 2 (--max-prompts)" in e.value.message
+    assert e.value.body()["error"] == {"message": e.value.message, "type": "invalid_request_error",
+                                       "param": "prompt", "code": 400}
+    _, s = parse_request({"model": "m", "prompt": "a", "stop": ["\n", "\n"]}, False, "m", 16, lim)
+    assert s.max_new_tokens == 8 and s.stop == ("\n",)  # the default is capped; duplicate stops count once
+
+
+@pytest.mark.parametrize("limits, text", [(Limits(max_prompts=0), "--max-prompts must be a positive integer"),
+                                          (Limits(max_tokens=True), "--max-tokens must be a positive integer"),
+                                          (Limits(max_queue=10), "--max-queue (10) must be at least --max-prompts")])
+def test_limits_check_names_the_flag(limits, text):
+    with pytest.raises(ValueError, match=re.escape(text)):
+        limits.check()
+
+
 @pytest.mark.parametrize("messages", [None, [], [{"content": "x"}], [{"role": "user", "content": 3}],
-                                      [{"role": "user", "content": [{"type": "image_url"}]}]])
+                                      [{"role": "user", "content": [{"type": "image_url"}]}],
+                                      [{"role": "narrator", "content": "x"}], [{"role": "user", "content": ""}]])
 def test_parse_request_rejects_bad_messages(messages):
     with pytest.raises(RequestError, match="messages"):
         parse_request({"model": "m", "messages": messages}, chat=True, model_name="m", default_max_tokens=16)
@@ -111,6 +141,40 @@ def test_concurrent_requests_are_batched_by_sampling_and_answered_in_order():
     for prompts, s in t.calls:  # a batch never mixes sampling settings
         names = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
         assert all(n[0] == ("a" if s.max_new_tokens == 8 else "b") for n in names)
+
+def test_batcher_round_robins_so_no_request_waits_behind_a_big_one():
+    gate, started = threading.Event(), threading.Event()
+
+    class Gated(EchoTeacher):
+        def generate(self, prompts, sampling):
+            started.set()
+            gate.wait(10)
+            return super().generate(prompts, sampling)
+
+    t = Gated()
+    b = _Batcher(t, max_batch=2, wait_s=0.0)
+    out = {}
+
+    def go(name, n, temperature):
+        out[name] = b.submit([f"{name}{i}" for i in range(n)], Sampling(temperature=temperature, max_new_tokens=1))
+
+    threads = [threading.Thread(target=go, args=("a", 6, 0.5))]
+    threads[0].start()
+    assert started.wait(10)  # a0, a1 are being generated
+    for name, n, temp in [("b", 1, 1.0), ("c", 3, 0.5)]:
+        queued = b.queued
+        threads.append(threading.Thread(target=go, args=(name, n, temp)))
+        threads[-1].start()
+        while b.queued == queued:
+            time.sleep(0.005)
+    gate.set()
+    for th in threads:
+        th.join(10)
+    b.close()
+    assert [p for p, _ in t.calls] == [["a0", "a1"], ["a2", "c0"], ["b0"], ["a3", "c1"], ["a4", "c2"], ["a5"]]
+    assert [c.text for c in out["a"]] == [f"a{i}|1" for i in range(6)] and out["b"][0].text == "b0|1"
+    assert b.queued == 0 and b.batches == [2, 2, 1, 2, 2, 1]
+
 
 def test_teacher_failure_is_a_500_with_the_reason():
     with TeacherServer(EchoTeacher(fail="CUDA out of memory")) as srv:
