@@ -118,10 +118,11 @@ OWNED = {
     "instances": ("tasks.jsonl", "rejected.jsonl"),
     "curate": ("steps.jsonl", "kept.jsonl", "rejected.jsonl", "stats.json", "curate.yaml", ".cache"),
     "train": ("preflight.txt", "checkpoints", "train_log.jsonl", "eval_before.json", "adapter", "eval.jsonl",
-              "metrics.json", "merged"),
+              "metrics.json", "merged", "benchmark_before", "benchmark_after"),
     "run": ("instructions", "instances", "curated", "train", "report.html"),
+    "eval": ("answers.jsonl", "scores.json", "scores.txt", "judgements.jsonl", "against_answers.jsonl"),
 }
-SUBRUNS = {"run": ("instructions", "instances", "curated", "train")}  # entries that are run folders themselves
+SUBRUNS = {"run": ("instructions", "instances", "curated", "train"), "train": ("benchmark_before", "benchmark_after")}  # entries that are run folders themselves
 
 # folders this process has locked: real path -> open lock file (flock is per open file, so one per folder)
 _HELD: dict[str, Any] = {}

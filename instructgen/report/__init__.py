@@ -26,10 +26,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     _check_replaceable(out)
     figs, notes = figures or build_figures(run)
     html = render(run, figs, notes)
+    from ..rundir import atomic_path
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
     return out
 
 
