@@ -17,6 +17,7 @@ COMMANDS = {
     "export": "export",
     "curate": "curate",
     "train": "train",
+    "eval": "eval",
     "merge": "merge",
     "publish": "publish",
     "report": "report",
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except user_errors() as e:
         print(f"gen {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system said no (permissions, a full disk, a folder where a file was meant)
+        if not e.filename:
+            raise
+        print(f"gen {args.command}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ngen {args.command}: interrupted; re-run the same command to resume.", file=sys.stderr)
