@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol, Sequence, Union
 
+from ..secrets import redact
+
 Prompt = Union[str, list]  # a string, or a list of {"role", "content"} messages
 
 
@@ -93,13 +95,41 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if sep and head in TEACHERS:
         return head, rest
     if sep and head not in TEACHERS and "/" not in head and "." not in head and head not in ("http", "https"):
-        raise TeacherSpecError(f"unknown teacher backend '{head}' in '{spec}'. Accepted forms: {TEACHER_FORMS}")
+        refuse_secrets(spec)
+        raise TeacherSpecError(f"unknown teacher backend '{head}' in '{redact(spec)}'. "
+                               f"Accepted forms: {TEACHER_FORMS}")
     return "transformers", spec
 
 
+def refuse_secrets(spec: str) -> None:
+    """Refuse a spec holding URL credentials (`user:password@`, `?api_key=`) whatever its backend, in words
+    that do not repeat them. Cheap (no files, no imports), so config validation can call it and a secret never
+    reaches `config.json` or `--print-config`."""
+    from ..secrets import URL_START, secret_params_in, userinfo_in
+    m = URL_START.search(spec)
+    if not m:
+        return
+    url = spec[m.start():]  # from the scheme on, the `@MODEL` of an openai spec included
+    names = secret_params_in(url)
+    if userinfo_in(url):
+        problem = "credentials in the URL (user:password@) are not accepted"
+    elif names:
+        problem = f"a secret in the URL's query ({', '.join(names)}=...) is not accepted"
+    else:
+        return
+    raise TeacherSpecError(f"teacher spec: {problem}; put the key in $OPENAI_API_KEY. Accepted forms: "
+                           f"{TEACHER_FORMS}")
+
+
 def validate_spec(spec: str) -> None:
-    """Check a teacher spec without loading anything (used before the first model call)."""
+    """Check a teacher spec without loading anything (used before the first model call). A spec holding
+    credentials is refused first, whatever the backend, and never echoed."""
     backend, model = parse_spec(spec)
+    if backend != "openai":  # an openai spec is checked by its own parser, which names its form
+        refuse_secrets(spec)
+    if backend != "openai" and "://" in model:
+        raise TeacherSpecError(f"teacher spec '{redact(spec)}': a URL is not a {backend} model; a server is "
+                               f"openai:BASE_URL@MODEL. Accepted forms: {TEACHER_FORMS}")
     if backend == "transformers":
         from ..models import EMBEDDED, SPEC_FORMS
         from pathlib import Path
@@ -107,7 +137,7 @@ def validate_spec(spec: str) -> None:
         ok = (model in EMBEDDED or (p.suffix == ".gguf" and p.is_file()) or (p.is_dir() and (p / "config.json").exists())
               or (model.count("/") == 1 and not model.startswith((".", "/")) and not p.exists()))
         if not ok:
-            raise TeacherSpecError(f"unknown teacher model '{model}'. Accepted forms: {TEACHER_FORMS}")
+            raise TeacherSpecError(f"unknown teacher model '{redact(model)}'. Accepted forms: {TEACHER_FORMS}")
     elif backend == "openai":
         from .openai_teacher import parse_openai_spec
         parse_openai_spec(model)
@@ -123,4 +153,6 @@ def validate_spec(spec: str) -> None:
 def make_teacher(spec: str, **kw) -> Teacher:
     """Build a teacher from a spec string (see `TEACHER_FORMS`)."""
     backend, model = parse_spec(spec)
+    if backend != "openai":
+        refuse_secrets(spec)
     return TEACHERS[backend][0](model, **kw)

@@ -1,11 +1,18 @@
 """The openai teacher against real HTTP servers on 127.0.0.1: a fault-injecting one here (retries, backoff,
-Retry-After, bounded concurrency, 4xx, the API key), and serve.py with the embedded model in test_serve.py."""
+Retry-After, bounded concurrency, 4xx, the API key, cancelling on Ctrl-C, also of a real `gen instructions`
+process), and serve.py with the embedded model in test_serve.py. URL secrets: tests/adversarial/."""
 
 from __future__ import annotations
 
+import _thread
 import json
 import logging
+import os
+import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,13 +29,15 @@ GREEDY = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=8, presence_penalty
 
 class FaultServer:
     """A scripted OpenAI-compatible server. `script` is consumed one action per request, in arrival order:
-    ("status", code, headers, body_dict) | ("hang", seconds) | ("ok",); when it runs out every request is "ok".
-    An "ok" answer echoes the prompt (or the last message) after `hold(prompt)` seconds."""
+    ("status", code, headers, body_dict) | ("hang", seconds) | ("gone", seconds) | ("ok",); when it runs out
+    every request is "ok". An "ok" answer is `answer(prompt)` (default: an echo of the prompt, or of the last
+    message) after `hold(prompt)` seconds. "gone" answers nothing and notes in `gone` when the client hung up."""
 
-    def __init__(self, script=(), hold=lambda prompt: 0.0):
-        self.script, self.hold = list(script), hold
+    def __init__(self, script=(), hold=lambda prompt: 0.0, answer=lambda prompt: f"echo:{prompt}"):
+        self.script, self.hold, self.answer = list(script), hold, answer
         self.lock = threading.Lock()
         self.requests: list[dict] = []  # time, path, authorization, body, client port
+        self.gone: list[float] = []  # when a client waiting on a "gone" request closed its connection
         self.in_flight = self.max_in_flight = 0
         srv = self
 
@@ -55,6 +64,16 @@ class FaultServer:
                         srv.in_flight -= 1
 
             def act(self, action, body):
+                if action[0] == "gone":  # wait for the client to hang up (cancelled) or `seconds` to pass
+                    end = time.monotonic() + action[1]
+                    while time.monotonic() < end:
+                        if select.select([self.connection], [], [], 0.02)[0]:
+                            if not self.connection.recv(1, socket.MSG_PEEK):
+                                with srv.lock:
+                                    srv.gone.append(time.monotonic())
+                                break
+                    self.close_connection = True
+                    return None
                 if action[0] == "hang":
                     time.sleep(action[1])
                     self.close_connection = True
@@ -63,9 +82,9 @@ class FaultServer:
                     return self.reply(action[1], action[2], action[3])
                 prompt = body.get("prompt") or body["messages"][-1]["content"]
                 time.sleep(srv.hold(prompt))
-                chat = self.path.endswith("/chat/completions")
-                choice = ({"message": {"role": "assistant", "content": f"echo:{prompt}"}} if chat
-                          else {"text": f"echo:{prompt}"})
+                chat = self.path.split("?")[0].endswith("/chat/completions")
+                text = srv.answer(prompt)
+                choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
                 self.reply(200, {}, {"choices": [dict(choice, index=0, finish_reason="stop")],
                                      "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
 
@@ -117,7 +136,8 @@ def test_spec_forms():
     ("openai:ftp://host/v1@m", "not an http(s) URL"),
     ("openai:http://user:sk-123@host/v1@m", "credentials in the URL"),
     ("openai:http://host:99999/v1@m", "bad port"),
-    ("openai:http://host/v1?x=1@m", "no query"),
+    ("openai:http://host/v1#frag@m", "no #fragment"),
+    ("openai:http://host/v1?api_key=sk-123@m", "a secret in the URL's query (api_key=...)"),
 ])
 def test_bad_specs_show_the_accepted_form(spec, why):
     with pytest.raises(TeacherSpecError) as e:
@@ -263,3 +283,141 @@ def test_missing_named_key_env_is_a_spec_error(monkeypatch):
     monkeypatch.delenv("NOT_SET_KEY", raising=False)
     with pytest.raises(TeacherSpecError, match="NOT_SET_KEY is not set"):
         OpenAITeacher("http://127.0.0.1:1/v1", "m", api_key_env="NOT_SET_KEY")
+
+
+def test_a_query_such_as_api_version_is_kept_on_every_request():
+    with FaultServer() as srv:
+        t = make_teacher(f"openai:{srv.url}/?api-version=2024-02-01@m")
+        t.generate(["a", [{"role": "user", "content": "b"}]], GREEDY)
+    assert t.name == f"openai:{srv.url}?api-version=2024-02-01@m"
+    assert sorted(r["path"] for r in srv.requests) == ["/v1/chat/completions?api-version=2024-02-01",
+                                                       "/v1/completions?api-version=2024-02-01"]
+
+
+def test_a_base_url_with_credentials_is_refused_when_built_directly():
+    for url in ("http://user:sk-123@127.0.0.1:9/v1", "http://127.0.0.1:9/v1?access_token=sk-123"):
+        with pytest.raises(TeacherSpecError) as e:
+            OpenAITeacher(url, "m")
+        assert "sk-123" not in str(e.value) and "$OPENAI_API_KEY" in str(e.value)
+
+
+def test_a_bad_response_echoing_the_key_is_redacted(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FaultServer([("status", 200, {}, {"detail": f"key {SECRET} ok", "part": SECRET[:14]})]) as srv:
+        with pytest.raises(TeacherRequestError) as e:
+            teacher(srv.url).generate(["a"], GREEDY)
+    assert "unexpected response shape" in str(e.value)
+    assert SECRET not in str(e.value) and SECRET[:14] not in str(e.value)
+
+
+# -- cancelling: Ctrl-C stops the call at once -------------------------------------------------------------
+
+def _interrupt_after(seconds: float) -> None:
+    threading.Timer(seconds, _thread.interrupt_main).start()  # KeyboardInterrupt in the main thread, as Ctrl-C
+
+
+def test_ctrl_c_cancels_in_flight_requests_and_queued_prompts():
+    with FaultServer([("gone", 30)] * 3) as srv:
+        t = teacher(srv.url, max_concurrency=3, timeout_s=60)
+        _interrupt_after(0.5)
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            t.generate([f"p{i}" for i in range(10)], GREEDY)
+        assert time.monotonic() - t0 < 1.5
+        deadline = time.monotonic() + 3
+        while len(srv.gone) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+    assert len(srv.requests) == 3  # the 7 queued prompts were never sent
+    assert len(srv.gone) == 3 and max(srv.gone) - t0 < 1.5  # every in-flight request was cut, not waited out
+
+
+def test_ctrl_c_stops_the_retries():
+    with FaultServer([("status", 503, {}, {"error": {"message": "busy"}})] * 50) as srv:
+        t = teacher(srv.url, max_concurrency=2, backoff_s=0.4, max_attempts=20)
+        _interrupt_after(0.5)
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            t.generate(["a", "b"], GREEDY)
+        assert time.monotonic() - t0 < 1.0
+        sent = len(srv.requests)
+        time.sleep(1.5)
+    assert len(srv.requests) == sent  # no retry after the interrupt
+
+
+# -- the same through a real `gen instructions` process and SIGINT ------------------------------------------
+
+WORDS = ("amber basil cedar delta ember fjord garnet harbor indigo juniper kestrel lagoon meadow nectar "
+         "orchid pebble quartz raven saffron tundra umber velvet willow xenon yarrow zephyr").split()
+
+
+def novel_instruction(prompt) -> str:
+    """A completion that the Self-Instruct filters keep: five words no other request gets."""
+    with NOVEL_LOCK:
+        NOVEL[0] += 1
+        n = NOVEL[0]
+    words = [WORDS[(n * 5 + k) % len(WORDS)] + str(n) for k in range(5)]
+    return " Describe how " + " ".join(words) + " fit together.\n"
+
+
+NOVEL, NOVEL_LOCK = [0], threading.Lock()
+
+
+def gen_instructions(url: str, out, num: int = 6) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    return subprocess.Popen([sys.executable, "-m", "instructgen", "instructions", "--teacher", f"openai:{url}@m",
+                             "--num", str(num), "--batch-size", "2", "--out", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(env, HF_HUB_OFFLINE="1"))
+
+
+def wait_for(cond, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def interrupt(p: subprocess.Popen) -> tuple[float, int, str]:
+    """SIGINT, then (seconds to exit, exit code, stderr); a process still running after 10 s is killed."""
+    p.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    try:
+        _, err = p.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+    return time.monotonic() - t0, p.returncode, err
+
+
+def log_lines(out) -> list[str]:
+    return (out / "log.jsonl").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("stall", [("gone", 60), ("status", 503, {}, {"error": {"message": "overloaded"}})],
+                         ids=["slow", "503"])
+def test_sigint_during_a_gen_instructions_run_exits_at_once_and_resumes(tmp_path, stall):
+    out = tmp_path / "run"
+    # batch 0 (2 prompts) is answered; then every request stalls (hangs, or 503 and is retried) until resumed
+    with FaultServer([("ok",), ("ok",)] + [stall] * 40, answer=novel_instruction) as srv:
+        p = gen_instructions(srv.url, out)
+        wait_for(lambda: (out / "log.jsonl").exists() and log_lines(out) and len(srv.requests) >= 4 + 2 * (
+            stall[0] == "status"))  # batch 1 in flight (and, for 503, retried once)
+        kept = log_lines(out)
+        seconds, rc, err = interrupt(p)
+        sent = len(srv.requests)
+        if stall[0] == "gone":
+            wait_for(lambda: len(srv.gone) == 2, 3)  # both in-flight requests were cut, not left to run
+        time.sleep(1.5)
+        assert len(srv.requests) == sent  # no retry, no new batch after Ctrl-C
+        assert seconds < 3 and rc == 130, (seconds, rc, err)
+        assert "gen instructions: interrupted; re-run the same command to resume." in err
+        assert "Traceback" not in err
+        assert log_lines(out) == kept and not (out / "completed").exists()  # batch 0 kept, nothing else
+        srv.script.clear()  # the server recovers: the same command resumes after batch 0
+        before = len(srv.requests)
+        p = gen_instructions(srv.url, out)
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert log_lines(out)[:len(kept)] == kept and (out / "completed").exists()
+    assert len((out / "instructions.jsonl").read_text().splitlines()) == 6
+    assert len(srv.requests) - before == 4  # batches 1 and 2 only: batch 0 was not asked again

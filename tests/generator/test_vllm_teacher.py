@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from instructgen.generator.teachers import Sampling, TeacherSpecError, make_teacher
+from instructgen.generator.teachers import Sampling, TeacherSpecError, make_teacher, validate_spec
 from instructgen.generator.vllm_teacher import (INSTALL_HINT, VLLMNotInstalled, VLLMTeacher, sampling_params_kwargs,
                                                 to_completion)
 
@@ -86,3 +86,12 @@ def test_generate_routes_strings_and_chats_and_keeps_order():
     assert [(c.text, c.finish_reason) for c in out] == [("g:a", "stop"), ("c:b", "length"), ("g:c", "stop")]
     assert [(k, p) for k, p, _ in calls] == [("generate", ["a", "c"]), ("chat", [[{"role": "user", "content": "b"}]])]
     assert calls[0][2]["max_tokens"] == 4 and calls[0][2]["seed"] == 1
+
+
+def test_a_url_with_credentials_is_refused_before_vllm_is_imported(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # the secret check comes first, installed or not
+    for build in (make_teacher, validate_spec):
+        with pytest.raises(TeacherSpecError) as e:
+            build("vllm:http://user:sk-9f8e7d6c5b4a@127.0.0.1:9/v1")
+        assert not isinstance(e.value, VLLMNotInstalled)
+        assert "credentials in the URL" in str(e.value) and "sk-9f8e7d6c5b4a" not in str(e.value)
