@@ -235,6 +235,8 @@ def generation_config(flags: dict[str, Any], config_file: str | None = None) -> 
 
 
 def validate_generation(c: GenerationConfig) -> None:
+    from .generator.teachers import refuse_secrets
+    refuse_secrets(c.teacher)  # before anything prints or writes the spec
     checks = [
         (c.num >= 1, "--num must be at least 1"),
         (c.batch_size >= 1, "--batch-size must be at least 1"),

@@ -63,6 +63,8 @@ def instances_config(flags: dict, config_file: str | None = None) -> InstancesCo
 
 
 def validate_instances(c: InstancesConfig) -> None:
+    from .teachers import refuse_secrets
+    refuse_secrets(c.teacher)  # before anything prints or writes the spec
     checks = [
         (c.batch_size >= 1, "--batch-size must be at least 1"),
         (c.assume_classification in ("auto", "yes", "no"), "--assume-classification must be auto, yes or no"),

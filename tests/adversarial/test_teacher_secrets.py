@@ -173,16 +173,12 @@ def test_a_query_without_secrets_is_kept_and_sent(tmp_path):
     assert "api-version=2024-02-01" in json.loads((out / "config.json").read_text())["config"]["teacher"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs instructgen/config.py validate_generation to call "
-                                       "generator.teachers.refuse_secrets(c.teacher) (not this helper's file)")
 def test_print_config_does_not_echo_a_secret_spec(tmp_path):
     r = gen("instructions", "--teacher", f"openai:http://u:{SECRET}@127.0.0.1:9/v1@m", "--out", tmp_path / "r",
             "--print-config")
     refused(r, SECRET)
 
 
-@pytest.mark.xfail(strict=True, reason="needs pipeline.run_pipeline to validate the teacher spec before "
-                                       "top.open() writes OUT/config.json (or the config.py fix above)")
 def test_gen_run_writes_no_config_with_a_secret_spec(tmp_path):
     out = tmp_path / "run"
     r = gen("run", "--teacher", f"openai:http://admin:{SECRET}@127.0.0.1:9/v1", "--num", "2", "--no-train",
