@@ -28,7 +28,8 @@ from typing import Any
 
 from .config import ConfigError, doc
 from .records import RecordError, Task
-from .report.collect import RunData, Stage, generation_facts, load_run, portable, reproduce_commands, versions
+from .report.collect import (BENCH_FLAG, RunData, Stage, benchmark_table, generation_facts, load_run, portable,
+                             reproduce_commands, versions)
 from .rundir import RunDirError, refuse_overlap, write_json
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -295,8 +296,9 @@ def build(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> dict:
         final_kind=stage.kind, tool_version=__version__, facts=generation_facts(run), missing=run.missing,
         steps=funnel_steps(run), figures=figures, columns=columns, commands=reproduce_commands(run),
         versions=sorted(versions(run).items()), has_stats=(stage.stats is not None), split_test=cfg.split_test,
-        seed=cfg.seed, test_note=("The test split holds whole tasks (seed %d), so no instruction is in both "
-                                  "splits." % cfg.seed) if cfg.split_test else "")
+        seed=cfg.seed, benchmark=card_benchmark(run),
+        test_note=("The test split holds whole tasks (seed %d), so no instruction is in both splits." % cfg.seed)
+        if cfg.split_test else "")
     card = portable(card, run.root)  # the card holds no record text: any path in it comes from the run's configs
     (folder / "README.md").write_text(card + ("\n" if not card.endswith("\n") else ""), encoding="utf-8")
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
@@ -304,6 +306,20 @@ def build(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path) -> dict:
                 "stage": stage.kind, "splits": dict(sizes), "files": files + [MANIFEST]}
     write_json(folder / MANIFEST, manifest)
     return manifest
+
+
+def card_benchmark(run: RunData) -> dict[str, Any]:
+    """What the card's "Does it train a better student?" section shows: whether the run trained, the student,
+    the suite and the before/after table (the one `gen report` shows, as markdown)."""
+    tr = run.stages.get("train")
+    if tr is None:
+        return {"trained": False, "flag": BENCH_FLAG}
+    b = tr.metrics.get("benchmark") if isinstance(tr.metrics.get("benchmark"), dict) else {}
+    student = next((tr.config[k] for k in ("student", "model", "base_model") if isinstance(tr.config.get(k), str)),
+                   None)
+    table = benchmark_table(tr.metrics, run.root)
+    return portable({"trained": True, "measured": table.present, "student": student, "suite": b.get("suite"),
+                     "name": b.get("name"), "table": table.markdown(), "flag": BENCH_FLAG}, run.root)
 
 
 def build_into(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path, what: str = "--local-dir") -> dict:
@@ -473,7 +489,8 @@ def upload(folder: Path, cfg: PublishConfig, token: str, attempts: int = 3, wait
                 raise
             status = getattr(getattr(e, "response", None), "status_code", None)
             transient = status is None or status in (408, 409, 412, 429) or status >= 500
-            msg = str(e).replace(token, "***").splitlines()[0][:300]
+            from .secrets import redact
+            msg = (redact(str(e), token).splitlines() or [""])[0][:300]
             if not transient or attempt == attempts:
                 raise PublishError(f"upload to {cfg.repo} failed ({type(e).__name__}: {msg}); nothing was "
                                    f"half-published (a commit is all or nothing): re-run the same command to "

