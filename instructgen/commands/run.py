@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-train", dest="train", action="store_const", const=False,
                    help="stop after curation (no student training)")
+    p.add_argument("--benchmark", help="gen eval suite scored before and after training (default ifbench:16; "
+                                       "ifbench for all 294 prompts; none to skip); same as training.benchmark")
     p.add_argument("--config", help="run.yaml with shared options and per-stage sections")
     p.add_argument("--overwrite", action="store_true", help="discard existing stage folders with another config")
     p.add_argument("--quiet", action="store_true")
@@ -32,5 +34,7 @@ def run(args) -> int:
     from ..pipeline import run_config, run_pipeline
     flags = {k: getattr(args, k) for k in ("num", "seeds", "teacher", "student", "preset", "seed", "train")}
     cfg = run_config(flags, args.config)
+    if args.benchmark:
+        cfg.training = dict(cfg.training, benchmark=args.benchmark)
     run_pipeline(cfg, args.out, overwrite=args.overwrite, quiet=args.quiet)
     return 0

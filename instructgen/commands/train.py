@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-seq-length", type=int, help="tokens per example (512)")
     p.add_argument("--heldout-share", type=float, help="share held out for evaluation (0.05)")
     p.add_argument("--eval-generations", type=int, help="held-out answers before/after in eval.jsonl (20)")
+    p.add_argument("--benchmark", help="gen eval suite scored before and after training: ifbench:N (default "
+                                       "ifbench:16), ifbench (all 294), ifeval:FILE, reference:FILE, or none")
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (5)")
     p.add_argument("--chat-template", help="Jinja chat template file to use instead of the student's")
     p.add_argument("--seed", type=int, help="random seed (42)")
@@ -59,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 FLAGS = ("student", "quantization", "epochs", "max_steps", "cpu_max_steps", "batch_size", "grad_accum",
          "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "max_seq_length", "heldout_share",
-         "eval_generations", "save_steps", "chat_template", "seed")
+         "eval_generations", "benchmark", "save_steps", "chat_template", "seed")
 
 
 def run(args) -> int:

@@ -65,6 +65,10 @@ class TrainConfig:
                                 default=20)
     eval_max_new_tokens: int = doc("greedy tokens per held-out answer", default=128)
     eval_batch_size: int = doc("held-out examples per evaluation/generation batch", default=8)
+    benchmark: str | None = doc("instruction-following benchmark scored before and after training (a `gen eval` "
+                                "suite: ifbench:N, ifbench, ifeval:FILE, reference:FILE); ifbench:16 keeps a CPU "
+                                "demo short; none = skip", default="ifbench:16")
+    benchmark_max_new_tokens: int = doc("greedy tokens per benchmark answer", default=256)
     save_steps: int = doc("checkpoint every N optimizer steps; a re-run resumes from the last one", default=5)
     save_total_limit: int = doc("checkpoints kept (older ones deleted)", default=2)
     logging_steps: int = doc("log loss, learning rate and tokens/s into train_log.jsonl every N steps",
@@ -119,6 +123,7 @@ def validate(c: TrainConfig) -> None:
         (c.eval_generations >= 0, "eval_generations must be >= 0"),
         (c.eval_max_new_tokens >= 1, "eval_max_new_tokens must be at least 1"),
         (c.eval_batch_size >= 1, "eval_batch_size must be at least 1"),
+        (c.benchmark_max_new_tokens >= 1, "benchmark_max_new_tokens must be at least 1"),
         (c.save_steps >= 1, "save_steps must be at least 1"),
         (c.save_total_limit >= 1, "save_total_limit must be at least 1"),
         (c.logging_steps >= 1, "logging_steps must be at least 1"),
@@ -127,6 +132,10 @@ def validate(c: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    if c.benchmark and c.benchmark.lower() != "none":
+        from ..eval.suites import load_suite
+        if load_suite(c.benchmark).kind == "judge":  # a bad suite or a missing file fails here, before any model
+            raise ConfigError("benchmark: a judge suite needs a judge and a second model; run it with gen eval")
 
 
 @dataclass

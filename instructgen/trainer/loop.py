@@ -75,7 +75,12 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
     else:
         prepared = prepare(cfg, examples)
         run.open(config, overwrite=overwrite)
-        metrics = _train(cfg, prepared, run, quiet)
+        metrics = _train(cfg, prepared, run, quiet)  # the trainer and its model are freed when it returns
+        metrics["benchmark"] = benchmark(cfg, run, quiet)
+        write_json(run.file("metrics.json"), metrics)
+        run.mark_completed({"before": metrics["before"], "after": metrics["after"],
+                            "steps": metrics["train"]["steps"], "examples": metrics["train"]["examples"],
+                            "benchmark": metrics["benchmark"]})
     if merge and not (run.path / "merged" / "completed").exists():
         from .merge import merge_adapter
         merge_adapter(run.path, quiet=quiet)
@@ -282,13 +287,44 @@ def _finish(run, trainer, log, before, after, gen_ex, d: Prepared, p, ckpt, mem,
         for r in eval_rows(gen_ex, before["answers"], after["answers"]):
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     os.replace(run.file("eval.jsonl.tmp"), run.file("eval.jsonl"))
-    write_json(run.file("metrics.json"), metrics)
-    run.mark_completed({"before": metrics["before"], "after": metrics["after"], "steps": state.global_step,
-                        "examples": len(train_enc.rows)})
     b, a = metrics["before"], metrics["after"]
     _say(f"held-out loss {b['loss']:.4f} -> {a['loss']:.4f}, perplexity {b['perplexity']:.2f} -> "
          f"{a['perplexity']:.2f}; adapter: {run.path / 'adapter'}; answers: {run.file('eval.jsonl')}", quiet)
     return metrics
+
+
+# headline() keys of `gen eval` -> the names metrics.json, the report and the cards use
+BENCH_KEYS = {"prompt_strict": "prompt_level_strict", "prompt_loose": "prompt_level_loose",
+              "instruction_strict": "inst_level_strict", "instruction_loose": "inst_level_loose"}
+BENCH_NAMES = {"ifbench": "IFBench", "ifeval": "IFEval", "reference": "reference outputs"}
+
+
+def benchmark(cfg: TrainConfig, run: RunDir, quiet: bool) -> dict | None:
+    """The student on a real benchmark (`gen eval`'s suite `cfg.benchmark`) before training and with the trained
+    adapter, in OUT/benchmark_before and OUT/benchmark_after (resumable; answers cached). None when skipped."""
+    if not cfg.benchmark or cfg.benchmark.lower() == "none":
+        return None
+    from ..eval import EvalConfig, headline, run_eval
+    common = dict(model=cfg.student, suite=cfg.benchmark, max_new_tokens=cfg.benchmark_max_new_tokens,
+                  batch_size=cfg.eval_batch_size)
+    _say(f"benchmark {cfg.benchmark}: the student before and after training", quiet)
+    # overwrite: these folders are ours, inside this run; a re-saved adapter is a new "after"
+    before = headline(run_eval(EvalConfig(**common), run.path / "benchmark_before", overwrite=True, quiet=quiet))
+    after = headline(run_eval(EvalConfig(**common, adapter=str(run.path / "adapter")), run.path / "benchmark_after",
+                              overwrite=True, quiet=quiet))
+    keys = {"rouge_l": "rouge_l"} if before.get("kind") == "reference" else BENCH_KEYS
+    n, scored = before.get("n_prompts"), before.get("n_scored")
+    out = {"suite": cfg.benchmark, "name": BENCH_NAMES.get(before.get("kind"), before.get("kind")),
+           "version": before.get("suite_version"), "prompts": n,
+           "unscored": (n - scored) if isinstance(n, int) and isinstance(scored, int) else 0,
+           "max_new_tokens": cfg.benchmark_max_new_tokens,
+           "before": {k: before.get(v) for k, v in keys.items()}, "after": {k: after.get(v) for k, v in keys.items()},
+           "floor": {k: (before.get("floor") or {}).get(v) for k, v in keys.items()},
+           "floor_answer": before.get("floor_answer")}
+    first = next(iter(keys))
+    _say(f"benchmark {out['name']} ({n} prompts), {first}: {out['before'][first]} -> {out['after'][first]} "
+         f"(floor {out['floor'][first]})", quiet)
+    return out
 
 
 def peak_memory(device: str) -> int:

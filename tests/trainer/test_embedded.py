@@ -19,7 +19,8 @@ def test_embedded_student_trains_and_evaluates(tmp_path):
     data = tmp_path / "seeds.jsonl"
     data.write_text("".join(json.dumps(x) + "\n" for x in lines))
     cfg = TrainConfig(batch_size=2, grad_accum=1, max_steps=2, max_seq_length=128, min_heldout=2,
-                      eval_generations=1, eval_max_new_tokens=6, eval_batch_size=2)
+                      eval_generations=1, eval_max_new_tokens=6, eval_batch_size=2, benchmark="ifbench:2",
+                      benchmark_max_new_tokens=24)
     metrics = train(cfg, data, tmp_path / "out", quiet=True)
     tr = metrics["train"]
     assert tr["steps"] == 2 and tr["quantization"] == "none" and tr["device"] == "cpu" and tr["examples"] == 6
@@ -30,3 +31,14 @@ def test_embedded_student_trains_and_evaluates(tmp_path):
     assert info["eos_token"] == "<|im_end|>" and info["chat_template"] == "student"
     evals = [json.loads(x) for x in (tmp_path / "out" / "eval.jsonl").read_text().splitlines()]
     assert len(evals) == 1 and evals[0]["before"]  # the instruct model answers before tuning
+    # the benchmark ran for real on both sides: IFBench's checkers scored the base and the tuned student
+    bench = metrics["benchmark"]
+    assert bench["suite"] == "ifbench:2" and bench["name"] == "IFBench" and bench["prompts"] == 2
+    for side in ("before", "after", "floor"):
+        assert all(0.0 <= bench[side][k] <= 1.0 for k in ("prompt_strict", "prompt_loose", "instruction_strict",
+                                                         "instruction_loose")), (side, bench)
+    for side in ("before", "after"):
+        answers = [json.loads(x) for x in (tmp_path / "out" / f"benchmark_{side}" / "answers.jsonl").read_text()
+                   .splitlines()]
+        assert len(answers) == 2
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["benchmark"] == bench

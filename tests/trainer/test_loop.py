@@ -37,7 +37,7 @@ def test_output_layout_metrics_and_logs(trained_run):
     assert (out / "completed").stat().st_mtime >= (out / "metrics.json").stat().st_mtime
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-15", "checkpoint-16"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert set(metrics) == {"before", "after", "train"}
+    assert set(metrics) == {"before", "after", "train", "benchmark"} and metrics["benchmark"] is None
     assert set(metrics["before"]) == set(metrics["after"]) == {"loss", "perplexity"}
     tr = metrics["train"]
     for key in ("steps", "train_loss", "tokens_per_s", "seconds", "examples", "quantization"):

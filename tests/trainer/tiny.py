@@ -63,7 +63,8 @@ def tiny_config(student: Path, **kw):
     from instructgen.trainer import TrainConfig
     base = dict(student=str(student), lora_r=8, lora_alpha=16, lora_dropout=0.0, learning_rate=1e-2,
                 batch_size=4, grad_accum=1, max_steps=6, cpu_max_steps=0, max_seq_length=64, min_heldout=4,
-                eval_generations=3, eval_max_new_tokens=6, save_steps=3, warmup_ratio=0.0)
+                eval_generations=3, eval_max_new_tokens=6, save_steps=3, warmup_ratio=0.0,
+                benchmark=None)  # the embedded-student test covers the benchmark
     base.update(kw)
     return TrainConfig(**base)
 
