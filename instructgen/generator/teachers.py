@@ -131,7 +131,7 @@ def validate_spec(spec: str) -> None:
         raise TeacherSpecError(f"teacher spec '{redact(spec)}': a URL is not a {backend} model; a server is "
                                f"openai:BASE_URL@MODEL. Accepted forms: {TEACHER_FORMS}")
     if backend == "transformers":
-        from ..models import EMBEDDED, SPEC_FORMS
+        from ..models import EMBEDDED
         from pathlib import Path
         p = Path(model).expanduser()
         ok = (model in EMBEDDED or (p.suffix == ".gguf" and p.is_file()) or (p.is_dir() and (p / "config.json").exists())
