@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every default is local; never reach for a hub at run time
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
+        if getattr(args, "config", None) and getattr(args, "out", None) and getattr(args, "overwrite", False):
+            rundir.refuse_overlap(args.out, [args.config])  # a config file is an input --overwrite must not remove
         return int(args._run(args) or 0)
     except user_errors() as e:
         print(f"gen {args.command}: error: {e}", file=sys.stderr)

@@ -71,6 +71,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     validate_instances(inst_cfg)
     train_cfg = build(TrainConfig, [("training", dict(cfg.training, student=cfg.student, seed=cfg.seed))])
     validate_training(train_cfg)
+    from .generator.teachers import validate_spec
+    validate_spec(cfg.teacher)  # an unknown or secret-holding spec fails before anything is written
     top = RunDir(out, "run")
     refuse_overlap(out, [cfg.seeds] + [v for v in (cfg.instructions.get("template"), cfg.training.get("chat_template"))
                                        if isinstance(v, str) and Path(v).exists()])

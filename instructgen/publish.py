@@ -30,7 +30,7 @@ from .config import ConfigError, doc
 from .records import RecordError, Task
 from .report.collect import (BENCH_FLAG, RunData, Stage, benchmark_table, generation_facts, load_run, portable,
                              reproduce_commands, versions)
-from .rundir import RunDirError, refuse_overlap, write_json
+from .rundir import RunDirError, refuse_overlap, temp_folder, write_json
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 MANIFEST = "instructgen/manifest.json"  # written last into every build; marks a folder as ours to replace
@@ -330,7 +330,7 @@ def build_into(run: RunData, stage: Stage, cfg: PublishConfig, folder: Path, wha
     created = [p for p in [folder.parent, *folder.parent.parents] if not p.exists()]
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+        tmp = temp_folder(folder)
     except OSError as e:
         for p in created:  # the parents made just now, deepest first (only while empty)
             with contextlib.suppress(OSError):

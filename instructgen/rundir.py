@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -34,6 +35,17 @@ from .records import JsonlAppender, Task, iter_jsonl, repair_torn_tail
 LIBRARIES = ("instructgen", "torch", "transformers", "peft", "bitsandbytes", "trl", "accelerate", "datasets",
              "huggingface_hub", "sentence-transformers", "datasketch", "textstat", "language_tool_python",
              "rouge_score", "gguf", "jinja2", "vllm", "openai", "nvidia-ifbench", "lm-eval", "nltk")
+
+
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
+
+def temp_folder(target: Path) -> Path:
+    """A fresh temp folder beside `target` (`.NAME.XXXXXXXX.tmp`), with the mode a plain mkdir would give."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~UMASK)
+    return tmp
 
 
 # The command line that created a run, set by the CLI; written into config.json (not compared on resume).
@@ -82,6 +94,7 @@ def atomic_path(path: Path):
     obstacle."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; an output is as readable as any file the user writes
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -111,7 +124,8 @@ def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 MARKER = ".instructgen"  # {"tool": "instructgen", "stage": ...}: written first, so a folder is ours only with it
 LOCK = ".instructgen.lock"  # flock'ed while a process writes the folder; holds that process's pid
-COMMON = (MARKER, LOCK, "config.json", "versions.json", "templates", "log.jsonl", "summary.json", "completed")
+COMMON = (MARKER, LOCK, "config.json", "versions.json", "templates", "log.jsonl", "summary.json", "completed",
+          "report.html", "publish")  # the last two: `gen report` / `gen publish --dry-run` into a stage folder
 # what each stage writes at its top level: --overwrite removes these and nothing else
 OWNED = {
     "instructions": ("instructions.jsonl", "rejected.jsonl"),
@@ -128,14 +142,15 @@ SUBRUNS = {"run": ("instructions", "instances", "curated", "train"), "train": ("
 _HELD: dict[str, Any] = {}
 
 
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_path / mkdtemp names a temp entry
+
+
 def _is_owned(name: str, owned: tuple[str, ...]) -> bool:
-    """Our own entry: a name the stage writes, or a temp file of one (`NAME.tmp`, `.NAME.xxxx.tmp`)."""
+    """Our own entry: a name the stage writes, or a temp entry of one (`NAME.tmp`, `.NAME.XXXXXXXX.tmp`)."""
     if name in owned:
         return True
-    if name.endswith(".tmp"):
-        bare = name.lstrip(".")
-        return any(bare == o + ".tmp" or bare.startswith(o + ".") for o in owned)
-    return False
+    m = _TEMP.match(name)
+    return (m is not None and m["name"] in owned) or (name.endswith(".tmp") and name[:-4] in owned)
 
 
 def _read_json(path: Path) -> Any:
@@ -159,15 +174,27 @@ def _marker_stage(path: Path) -> str | None:
 
 
 def foreign_entries(path: Path, stage: str) -> list[Path]:
-    """Entries of our run folder `path` that this stage did not write (stage subfolders of `gen run` included)."""
+    """Entries of our run folder `path` that this stage did not write: other names, symbolic links (we never
+    make one), files in `templates/` we did not copy there, and the same inside the stage subfolders of `gen run`
+    (each of which must not be in use by another process). Inside `adapter/`, `checkpoints/` and `merged/`
+    (written whole by peft/transformers) files are not checked one by one."""
     owned = COMMON + OWNED.get(stage, ())
+    meta = _read_json(path / MARKER)
+    copied = set(meta.get("templates", [])) if isinstance(meta, dict) and isinstance(meta.get("templates"), list) \
+        else None
     out = []
     for e in sorted(path.iterdir()):
-        if not _is_owned(e.name, owned):
+        if not _is_owned(e.name, owned) or e.is_symlink():
             out.append(e)
-        elif e.name in SUBRUNS.get(stage, ()) and e.is_dir() and not e.is_symlink() and any(e.iterdir()):
+        elif e.name == "templates" and e.is_dir() and copied is not None:
+            out += [f for f in sorted(e.iterdir()) if f.name not in copied or f.is_symlink() or not f.is_file()]
+        elif e.name in SUBRUNS.get(stage, ()) and e.is_dir() and any(e.iterdir()):
             sub = _marker_stage(e)
-            out += foreign_entries(e, sub) if sub else [e]
+            if sub:
+                probe_lock(e)
+                out += foreign_entries(e, sub)
+            else:
+                out.append(e)
     return out
 
 
@@ -203,7 +230,7 @@ def _busy(f, path: Path) -> RunDirError:
 def probe_lock(path: Path) -> None:
     """Refuse at once when another process holds the folder's lock (takes nothing)."""
     import fcntl
-    if os.path.realpath(path) in _HELD or not (path / LOCK).is_file():
+    if os.path.realpath(path) in _HELD or (path / LOCK).is_symlink() or not (path / LOCK).is_file():
         return
     try:
         f = open(path / LOCK, encoding="utf-8")
@@ -222,10 +249,14 @@ def lock(path: Path) -> None:
     key = os.path.realpath(path)
     if key in _HELD:
         return
+    p = path / LOCK
+    if p.is_symlink() or (p.exists() and not p.is_file()):
+        raise RunDirError(f"{p} is not a regular file (instructgen writes its lock there); remove it, or choose "
+                          f"another --out")
     try:
-        f = open(path / LOCK, "a+", encoding="utf-8")
+        f = os.fdopen(os.open(p, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a+", encoding="utf-8")
     except OSError as e:
-        raise RunDirError(f"{path}: cannot write there ({e.strerror})") from None
+        raise RunDirError(f"{path}: cannot write there ({e.strerror or e})") from None
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -267,6 +298,8 @@ def check_output_path(path: Path, what: str = "--out") -> None:
     if path.exists() and not path.is_dir():
         raise RunDirError(f"{what} {path} is a file, not a folder; choose another {what} (nothing was written)")
     parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if not path.exists() and parent is not None and not parent.is_dir():
+        raise RunDirError(f"{what} {path}: cannot create it, {parent} is a file (nothing was written)")
     if not path.exists() and parent is not None and not os.access(parent, os.W_OK | os.X_OK):
         raise RunDirError(f"{what} {path}: cannot create it, {parent} is not writable (nothing was written)")
 
@@ -283,7 +316,7 @@ def records_fingerprint(tasks: Iterable[Task]) -> str:
     """A hash of records' ids, texts and flags: a changed input is a different run."""
     h = hashlib.sha1()
     for t in tasks:
-        parts = [t.id, t.instruction, str(t.is_classification)]
+        parts = [t.id, t.instruction, str(t.is_classification), str(t.kept)]
         for i in t.instances:
             parts += [i.input, i.output]
         h.update("\x1f".join(parts).encode("utf-8", "surrogatepass") + b"\x1d")
@@ -339,6 +372,11 @@ class RunDir:
                               f"{MARKER} marker); choose another --out (nothing was written or removed)")
         if self.path.is_dir():
             probe_lock(self.path)
+            links = [e.name for e in self.path.iterdir() if e.is_symlink()]
+            if links:
+                raise RunDirError(f"{self.path} holds symbolic links ({', '.join(sorted(links)[:5])}); instructgen "
+                                  f"never writes one and will not write through one: remove them or choose another "
+                                  f"--out (nothing was written)")
 
     def check(self, config: dict, overwrite: bool = False) -> str:
         """Decide what opening would do, without writing: "fresh", "resume" or "done"; raises when refused."""
@@ -378,7 +416,8 @@ class RunDir:
         try:
             if self.state == "fresh":
                 remove_owned(self.path, self.stage, keep=keep)
-                write_json(self.path / MARKER, {"tool": "instructgen", "stage": self.stage})
+                write_json(self.path / MARKER, {"tool": "instructgen", "stage": self.stage,
+                                                "templates": sorted({Path(t).name for t in templates})})
                 meta = {"stage": self.stage, "config": config,
                         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
                 if INVOCATION:

@@ -39,7 +39,6 @@ import random
 import re
 import shutil
 import sys
-import tempfile
 import types
 from importlib import metadata
 from pathlib import Path
@@ -96,7 +95,8 @@ def ensure_punkt(root: Path | None = None) -> Path:
     english = root / "tokenizers" / "punkt_tab" / "english"
     english.parent.mkdir(parents=True, exist_ok=True)
     (root / "tokenizers" / "punkt").mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".english.", suffix=".tmp", dir=english.parent))
+    from ..rundir import temp_folder
+    tmp = temp_folder(english)
     added = str(root) not in nltk.data.path
     if added:
         nltk.data.path.insert(0, str(root))  # nltk writes only inside a data root it knows

@@ -44,6 +44,9 @@ class VectorCache:
         self._loaded = True
         files = []
         for f in self._files():
+            if not f.is_file() or f.is_symlink():
+                print(f"warning: cache entry {f} is not a plain file; left alone and not used", file=sys.stderr)
+                continue
             try:
                 with np.load(f) as z:
                     keys, vecs = z["keys"], z["vectors"]
@@ -54,7 +57,7 @@ class VectorCache:
                 print(f"warning: cache chunk {f} is damaged ({type(e).__name__}); its vectors will be recomputed",
                       file=sys.stderr)
                 if not self.read_only:
-                    f.unlink()
+                    f.unlink(missing_ok=True)  # another process may have compacted it away meanwhile
                 continue
             files.append(f)
             c = len(self._chunks)

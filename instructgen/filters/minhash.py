@@ -74,7 +74,10 @@ def choose_bands(threshold: float, num_perm: int, recall_at_threshold: float = 0
             q = math.log1p(-p)
             if q == 0.0:
                 continue
-            b = math.ceil(math.log1p(-recall_at_threshold) / q)
+            x = math.log1p(-recall_at_threshold) / q
+            if not math.isfinite(x) or x > num_perm:  # p so small that no band count within num_perm reaches it
+                continue
+            b = math.ceil(x)
         if b * r > num_perm:
             continue
         fp = float(np.trapezoid(candidate_probability(grid, b, r), grid))

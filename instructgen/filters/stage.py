@@ -28,7 +28,8 @@ from typing import Any
 from ..progress import table
 from ..config import ConfigError
 from ..records import Task, read_records, repair_torn_tail, text_hash
-from ..rundir import RunDir, RunDirError, records_fingerprint, refuse_overlap, releases_locks, write_json
+from ..rundir import (RunDir, RunDirError, check_output_path, records_fingerprint, refuse_overlap, releases_locks,
+                      write_json)
 from .chain import CurateConfig, build_filter, check_input_fields, load_config, run_step
 
 STEPS = "steps.jsonl"
@@ -139,8 +140,13 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     cache = Path(cache_dir) if cache_dir else (out_path / ".cache" if out_path is not None else None)
     if cache is not None and cache_dir and (cache.is_symlink() or (cache.exists() and not cache.is_dir())):
         raise ConfigError(f"--cache-dir {cache_dir} is not a folder; give a folder (it is created when missing)")
+    if cache is not None and cache_dir:
+        check_output_path(cache, what="--cache-dir")
+        refuse_overlap(cache, [input_path], what="--cache-dir")
     if out_path is not None and not dry_run:
-        refuse_overlap(out_path, [input_path])
+        # a config file inside OUT (its own curate.yaml reproduces the run) is an input once --overwrite may remove it
+        config_file = [config] if overwrite and isinstance(config, (str, os.PathLike)) else []
+        refuse_overlap(out_path, [input_path] + config_file)
         RunDir(out_path, "curate").check_path()
     ctx = {"cache_dir": cache, "read_only_cache": dry_run, "quiet": quiet, "languagetool_url": languagetool_url}
     for spec, f in pairs:  # servers, models, dictionaries: fail here, before reading a record

@@ -12,6 +12,7 @@ Backends are picked by name from `TEACHERS`; a spec is `NAME[:MODEL]` (`transfor
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol, Sequence, Union
 
@@ -101,13 +102,30 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return "transformers", spec
 
 
+_OPENAI_URL = re.compile(r"^openai:https?://[^/@\s:?#]")
+_LOOSE_USERINFO = re.compile(r"[^\s/@:]+:(?![\d.:]+@)[^\s/@]+@")  # user:password@ outside a well-formed URL (not host:port@)
+
+
 def refuse_secrets(spec: str) -> None:
     """Refuse a spec holding URL credentials (`user:password@`, `?api_key=`) whatever its backend, in words
     that do not repeat them. Cheap (no files, no imports), so config validation can call it and a secret never
     reaches `config.json` or `--print-config`."""
     from ..secrets import URL_START, secret_params_in, userinfo_in
+    if spec.startswith("openai:") and not _OPENAI_URL.match(spec):
+        # a mistyped scheme (`https//`, `http:/`, none) hides credentials from the URL parser: never echo it
+        if _LOOSE_USERINFO.search(spec.partition(":")[2]):
+            raise TeacherSpecError("openai teacher spec: credentials in the URL (user:password@) are not accepted "
+                                   "(the spec is not shown); put the key in $OPENAI_API_KEY. Accepted forms: "
+                                   f"{TEACHER_FORMS}")
+        raise TeacherSpecError("openai teacher spec: not an http(s) URL: the form is "
+                               "openai:http(s)://HOST[:PORT][/PATH]@MODEL, a key goes in $OPENAI_API_KEY (the spec "
+                               f"is not shown: it may hold a secret). Accepted forms: {TEACHER_FORMS}")
     m = URL_START.search(spec)
     if not m:
+        if _LOOSE_USERINFO.search(spec.partition(":")[2] if ":" in spec else spec):
+            raise TeacherSpecError("teacher spec: it looks like it holds user:password@ credentials, which are not "
+                                   "accepted (the spec is not shown); put the key in $OPENAI_API_KEY. Accepted "
+                                   f"forms: {TEACHER_FORMS}")
         return
     url = spec[m.start():]  # from the scheme on, the `@MODEL` of an openai spec included
     names = secret_params_in(url)
@@ -124,9 +142,8 @@ def refuse_secrets(spec: str) -> None:
 def validate_spec(spec: str) -> None:
     """Check a teacher spec without loading anything (used before the first model call). A spec holding
     credentials is refused first, whatever the backend, and never echoed."""
+    refuse_secrets(spec)
     backend, model = parse_spec(spec)
-    if backend != "openai":  # an openai spec is checked by its own parser, which names its form
-        refuse_secrets(spec)
     if backend != "openai" and "://" in model:
         raise TeacherSpecError(f"teacher spec '{redact(spec)}': a URL is not a {backend} model; a server is "
                                f"openai:BASE_URL@MODEL. Accepted forms: {TEACHER_FORMS}")
@@ -152,7 +169,6 @@ def validate_spec(spec: str) -> None:
 
 def make_teacher(spec: str, **kw) -> Teacher:
     """Build a teacher from a spec string (see `TEACHER_FORMS`)."""
+    refuse_secrets(spec)
     backend, model = parse_spec(spec)
-    if backend != "openai":
-        refuse_secrets(spec)
     return TEACHERS[backend][0](model, **kw)

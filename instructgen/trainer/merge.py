@@ -12,11 +12,10 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from ..rundir import (MARKER, RunDirError, check_output_path, lock, refuse_overlap, releases_locks,
+from ..rundir import (MARKER, RunDirError, check_output_path, lock, refuse_overlap, releases_locks, temp_folder,
                       write_json)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -63,6 +62,7 @@ def merge_adapter(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     from ..models import resolve
     student = json.loads((run / "config.json").read_text(encoding="utf-8"))["config"]["student"]
     path, _ = resolve(student)
+    refuse_overlap(target, [path], what="--out")  # a merge must not replace the base model it loads
     config = AutoConfig.from_pretrained(path)
     qc = getattr(config, "quantization_config", None)
     if isinstance(qc, dict) and qc.get("quant_method") == "gguf":  # de-quantized conversion: plain weights
@@ -72,7 +72,7 @@ def merge_adapter(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     base = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = temp_folder(target)
     try:
         _write_merged(merged, adapter, student, path, tmp)
         if target.exists():

@@ -322,7 +322,7 @@ def test_stale_temp_files_from_a_crash_are_no_obstacle(data, tmp_path):
     assert gen("curate", d, "--out", out, "--config", c, "--quiet").returncode == 0
     (out / "completed").unlink()
     (out / "kept.jsonl.tmp").mkdir()  # what older versions left behind, even as a folder
-    (out / ".stats.json.x1y2.tmp").write_text("half")
+    (out / ".stats.json.x1y2z3w4.tmp").write_text("half")  # how atomic_path names its temp files
     r = gen("curate", d, "--out", out, "--config", c, "--quiet")
     assert r.returncode == 0, r.stderr
     c2 = tmp_path / "c2.yaml"
@@ -368,3 +368,115 @@ def test_empty_input_completes_and_says_so(data, tmp_path):
     out = tmp_path / "cur"
     r = gen("curate", e, "--out", out, "--config", data[1])
     assert r.returncode == 0 and "holds no records" in r.stderr
+
+
+# ---------------------------------------------------------------------------------- found by a review pass
+
+def test_user_files_that_look_like_ours_are_never_removed(data, tmp_path):
+    d, c = data
+    out = tmp_path / "cur"
+    assert gen("curate", d, "--out", out, "--config", c, "--quiet").returncode == 0
+    c2 = tmp_path / "c2.yaml"
+    c2.write_text(json.dumps({"filters": FAST["filters"][:2]}))
+    for user in (out / "kept.jsonl.backup.tmp", out / "templates" / "notes.txt"):
+        user.parent.mkdir(exist_ok=True)
+        user.write_text("mine")
+        one_line_error(gen("curate", d, "--out", out, "--config", c2, "--overwrite", "--quiet"), user.name)
+        assert user.read_text() == "mine"
+        user.unlink()
+
+
+def test_links_inside_a_run_folder_are_never_written_through(data, tmp_path):
+    d, c = data
+    precious = tmp_path / "precious.txt"
+    precious.write_text("PRECIOUS")
+    o1 = tmp_path / "o1"
+    o1.mkdir()
+    (o1 / ".instructgen.lock").symlink_to(precious)
+    one_line_error(gen("curate", d, "--out", o1, "--config", c, "--quiet"))
+    o2 = tmp_path / "o2"
+    assert gen("curate", d, "--out", o2, "--config", c, "--quiet").returncode == 0
+    (o2 / "completed").unlink()
+    (o2 / "steps.jsonl").unlink()
+    precious.write_text("line one\nno newline at the end")
+    (o2 / "steps.jsonl").symlink_to(precious)
+    one_line_error(gen("curate", d, "--out", o2, "--config", c, "--quiet"), "symbolic link")
+    assert precious.read_text() == "PRECIOUS" or precious.read_text().endswith("at the end")
+    fifo = tmp_path / "o3"
+    fifo.mkdir()
+    os.mkfifo(fifo / ".instructgen.lock")
+    one_line_error(gen("curate", d, "--out", fifo, "--config", c, "--quiet"), "not a regular file")
+
+
+def test_a_config_file_inside_the_output_is_an_input(data, tmp_path):
+    d, c = data
+    out = tmp_path / "cur"
+    assert gen("curate", d, "--out", out, "--config", c, "--quiet").returncode == 0
+    mine = (out / "curate.yaml").read_text() + "# my edit\n"
+    (out / "curate.yaml").write_text(mine)
+    one_line_error(gen("curate", d, "--out", out, "--config", out / "curate.yaml", "--overwrite"), "holds the input")
+    assert (out / "curate.yaml").read_text() == mine
+
+
+def test_gen_run_overwrite_never_takes_a_stage_folder_another_process_holds(tmp_path):
+    from instructgen.rundir import RunDir, release
+    top = tmp_path / "run"
+    RunDir(top, "run").open({"a": 1})
+    RunDir(top / "instructions", "instructions").open({"b": 1})
+    release(top)
+    release(top / "instructions")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from instructgen.rundir import lock; "
+                               "from pathlib import Path; lock(Path(sys.argv[1])); print('held', flush=True); "
+                               "time.sleep(60)", str(top / "instructions")], stdout=subprocess.PIPE, text=True,
+                              env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = ("import sys; from instructgen.rundir import RunDir; RunDir(sys.argv[1], 'run').open({'a': 2}, "
+                "overwrite=True)")
+        r = subprocess.run([sys.executable, "-c", code, str(top)], capture_output=True, text=True, env=ENV)
+        assert r.returncode == 1 and f"pid {holder.pid}" in r.stderr
+        assert (top / "instructions" / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_outputs_are_as_readable_as_any_file_the_user_writes(data, tmp_path):
+    d, c = data
+    out = tmp_path / "cur"
+    old = os.umask(0o022)
+    try:
+        assert gen("curate", d, "--out", out, "--config", c, "--quiet").returncode == 0
+    finally:
+        os.umask(old)
+    for name in ("kept.jsonl", "config.json", "stats.json", "summary.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_odd_options_and_caches_are_one_line(data, tmp_path):
+    d, c = data
+    big = tmp_path / "big.yaml"
+    big.write_text(json.dumps({"filters": [{"filter": "minhash", "num_perm": 2000, "ngram": 3}]}))
+    r = gen("curate", d, "--out", tmp_path / "mh", "--config", big, "--quiet")
+    assert r.returncode == 0, r.stderr
+    one_line_error(gen("curate", d, "--out", tmp_path / "o10", "--config", c, "--cache-dir", d / "c"), "is a file")
+    assert not (tmp_path / "o10").exists()
+    out = tmp_path / "cur"
+    assert gen("curate", d, "--out", out, "--config", c, "--quiet").returncode == 0
+    chunk = sorted((out / ".cache").rglob("chunk-*.npz"))[0]
+    chunk.unlink()
+    chunk.mkdir()  # not a file we wrote: left alone, not used
+    c2 = tmp_path / "c2.yaml"
+    c2.write_text(json.dumps({"filters": FAST["filters"][:2] + [{"filter": "minhash", "threshold": 0.8, "ngram": 3}]}))
+    r = gen("curate", d, "--out", out, "--config", c2, "--quiet", "--overwrite")
+    assert r.returncode == 0 and "not a plain file" in r.stderr, r.stderr
+    assert chunk.is_dir()
+
+
+def test_a_changed_verdict_in_the_input_is_a_changed_input(tmp_path):
+    from instructgen.records import Instance, Task
+    from instructgen.rundir import records_fingerprint
+    t = [Task(id="a", instruction="Do a thing.", instances=[Instance("", "ok")])]
+    before = records_fingerprint(t)
+    t[0].drop("too_short")
+    assert records_fingerprint(t) != before

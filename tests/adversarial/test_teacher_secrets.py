@@ -243,3 +243,13 @@ def test_redact_url_and_the_secret_param_names():
 ])
 def test_userinfo_in(text, creds):
     assert userinfo_in(text) is creds
+
+
+@pytest.mark.parametrize("spec", [f"openai:https//u:{SECRET}@h.com/v1@m", f"openai:http:///u:{SECRET}@x/v1@m",
+                                  f"openai:http:/u:{SECRET}@x@m", f"openai:{SECRET}:pw@127.0.0.1:9/v1@m",
+                                  f"openai:u:{SECRET}@127.0.0.1@m", f"vllm:u:{SECRET}@x"])
+def test_a_mistyped_scheme_never_echoes_the_secret(spec, tmp_path):
+    for args in (["instructions", "--teacher", spec, "--out", tmp_path / "r", "--print-config"],
+                 ["run", "--teacher", spec, "--num", "2", "--no-train", "--out", tmp_path / "run"]):
+        refused(gen(*args), SECRET)
+        assert not (tmp_path / "run").exists()
