@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="prompts per generate call (default 8)")
     p.add_argument("--limit", type=int, help="only the suite's first N prompts")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--chat-template", help="Jinja chat template file used instead of MODEL's own (as in gen train)")
     p.add_argument("--cache-dir", help="answer cache folder (default $INSTRUCTGEN_CACHE/answers)")
     p.add_argument("--judge", metavar="TEACHER_SPEC", help="judge:FILE: the judge (transformers:MODEL | "
                                                            "vllm:MODEL | openai:URL@MODEL)")
@@ -50,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
 
-FLAGS = ("adapter", "suite", "max_new_tokens", "batch_size", "limit", "device", "cache_dir", "judge", "against",
-         "against_adapter", "judge_template")
+FLAGS = ("adapter", "suite", "max_new_tokens", "batch_size", "limit", "device", "chat_template", "cache_dir", "judge",
+         "against", "against_adapter", "judge_template")
 
 
 def run(args) -> int:

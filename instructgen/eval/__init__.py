@@ -41,6 +41,8 @@ class EvalConfig:
     cache_dir: str | None = doc("answer cache folder (default $INSTRUCTGEN_CACHE/answers)", default=None)
     judge_template: str = doc("judge:FILE only: the judge prompt template (name or file)", default="judge_pairwise")
     device: str | None = doc("cpu | cuda; None = cuda when available", default=None)
+    chat_template: str | None = doc("a Jinja chat template file used instead of the model's own (gen train "
+                                    "--chat-template; an adapter's saved tokenizer already carries it)", default=None)
 
 
 def run_eval(cfg: EvalConfig, out: str | os.PathLike | None = None, overwrite: bool = False,

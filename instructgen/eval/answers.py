@@ -70,6 +70,9 @@ def _display_name(p: Path) -> str:
     return f"{p.parent.name}-{p.name}" if p.name in ("train", "merged", "adapter", "out") else p.name
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def resolve_student(spec: str, adapter: str | None = None, what: str = "MODEL") -> StudentSpec:
     """Resolve MODEL [--adapter DIR] to folders and hashes; raises ModelSpecError naming the flag."""
     p = Path(spec).expanduser()
@@ -99,10 +102,21 @@ def resolve_student(spec: str, adapter: str | None = None, what: str = "MODEL") 
             flag = "--adapter" if what == "MODEL" else f"{what}-adapter"
             raise ModelSpecError(f"{flag} {adapter}: no adapter_config.json there; give a LoRA adapter folder "
                                  f"(gen train writes one in OUT/adapter)")
+        try:
+            acfg = json.loads((a / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            acfg = None
+        flag = "--adapter" if what == "MODEL" else f"{what}-adapter"
+        if not isinstance(acfg, dict) or str(acfg.get("peft_type", "")).upper() != "LORA":
+            raise ModelSpecError(f"{flag} {adapter}: adapter_config.json is not a LoRA adapter's (peft_type LORA)")
+        if not any((a / w).is_file() for w in ("adapter_model.safetensors", "adapter_model.bin")):
+            raise ModelSpecError(f"{flag} {adapter}: no adapter_model.safetensors (or .bin) there")
         adapter_path = str(a.resolve())
         if a.resolve().parent != p.resolve():
             name = f"{name}-{_display_name(a)}"
     tok_path = adapter_path if adapter_path and (Path(adapter_path) / "tokenizer_config.json").exists() else base_path
+    if Path(tok_path).is_dir() and not any((Path(tok_path) / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelSpecError(f"{what} {spec}: {tok_path} holds no tokenizer ({', '.join(TOKENIZER_FILES)})")
     return StudentSpec(spec, name.replace("/", "_"), base_path, adapter_path, tok_path, folder_hash(base_path),
                        folder_hash(adapter_path) if adapter_path else None, base_spec)
 
@@ -157,7 +171,7 @@ def folder_hash(folder: str | os.PathLike) -> str:
 class Student:
     """A loaded model that answers user turns greedily."""
 
-    def __init__(self, s: StudentSpec, device: str | None = None):
+    def __init__(self, s: StudentSpec, device: str | None = None, chat_template: str | None = None):
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -173,7 +187,7 @@ class Student:
         else:
             self.dtype = "float32"
         tok = AutoTokenizer.from_pretrained(s.tokenizer_path)
-        self.template = set_chat_template(tok)
+        self.template = set_chat_template(tok, chat_template)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         if tok.eos_token_id is None:
@@ -185,7 +199,11 @@ class Student:
         model = AutoModelForCausalLM.from_pretrained(s.base_path, config=config, dtype=getattr(torch, self.dtype))
         if s.adapter_path:
             from peft import PeftModel
-            model = PeftModel.from_pretrained(model, s.adapter_path)
+            try:
+                model = PeftModel.from_pretrained(model, s.adapter_path)
+            except (OSError, ValueError, KeyError, RuntimeError) as e:  # missing or mismatched adapter weights
+                raise ModelSpecError(f"--adapter {s.adapter_path}: not a LoRA adapter for {s.base_spec} "
+                                     f"({str(e).strip().splitlines()[0][:160]})") from None
         self.model = model.to(self.device).eval()
         self.tok = tok
 

@@ -236,10 +236,10 @@ class Checkers:
             try:
                 with offline():
                     cls(iid).build_description(**{k: v for k, v in kw.items() if v is not None})
-            except TypeError as e:
-                return f"kwargs[{i}]: not accepted by '{iid}' ({e})"
-            except Exception:
-                pass  # a value the checker dislikes shows up at scoring, as upstream; names were all we check
+            except (TypeError, ValueError) as e:  # a name or a value the checker refuses, as upstream would
+                return f"kwargs[{i}]: not accepted by '{iid}' ({str(e).strip().splitlines()[0][:160]})"
+            except Exception:  # noqa: BLE001 - e.g. LookupError (NLTK data): such a prompt is unscored, not invalid
+                pass
             finally:
                 random.setstate(state)
         return None

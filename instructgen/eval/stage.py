@@ -38,6 +38,11 @@ from .answers import AnswerCache, StudentSpec, answer_all, default_cache_dir, re
 from .suites import Suite, load_suite
 
 
+def _check_chat_template(cfg: EvalConfig) -> None:
+    if cfg.chat_template and not Path(cfg.chat_template).is_file():
+        raise ConfigError(f"--chat-template {cfg.chat_template}: no such file")
+
+
 def validate(cfg: EvalConfig, kind: str) -> None:
     checks = [
         (isinstance(cfg.model, str) and cfg.model.strip() != "", "MODEL is required (a student spec)"),
@@ -80,6 +85,7 @@ def evaluate(cfg: EvalConfig, out: str | os.PathLike | None = None, overwrite: b
     from .suites import parse_spec
     kind, _ = parse_spec(cfg.suite)
     validate(cfg, kind)
+    _check_chat_template(cfg)
     if kind == "judge":
         from ..generator.teachers import validate_spec
         validate_spec(cfg.judge)  # a bad spec (or one holding a secret) fails before config.json is written
@@ -100,6 +106,8 @@ def evaluate(cfg: EvalConfig, out: str | os.PathLike | None = None, overwrite: b
         "suite": suite.spec, "suite_version": suite.version, "suite_path": suite.path,
         "suite_fingerprint": suite.fingerprint, "n_prompts": len(suite.items), "limit": cfg.limit,
         **_model_config("model", student), "max_new_tokens": cfg.max_new_tokens, "device": device}
+    if cfg.chat_template:
+        config.update(chat_template=cfg.chat_template, chat_template_fingerprint=fingerprint_files([cfg.chat_template]))
     judge_tmpl = None
     if kind == "judge":
         from .judge import load_judge_template
@@ -182,7 +190,7 @@ def _answers(s: StudentSpec, suite: Suite, path: Path, cfg: EvalConfig, device: 
     student = None
     if len(done) < len(suite.items):
         from .answers import Student
-        student = Student(s, device=device)
+        student = Student(s, device=device, chat_template=cfg.chat_template)
         cache = AnswerCache(cache_dir, s, dict(student.settings, max_new_tokens=cfg.max_new_tokens))
         counts = answer_all(student, suite.items, cache, cfg.max_new_tokens, cfg.batch_size, done,
                             lambda batch: (_append(path, batch), done.update({r["id"]: r for r in batch})),
@@ -216,7 +224,7 @@ def _judge(judge, suite: Suite, a: dict, b: dict, rd: RunDir, cfg: EvalConfig, q
                                 batch_size=cfg.batch_size)
     return {"judge": dict(summary, judge=getattr(judge, "name", cfg.judge), template=cfg.judge_template),
             "metrics": {k: summary.get(k) for k in ("win_rate", "ci95")}, "floor": None,
-            "n_prompts": len(suite.items), "n_scored": summary.get("n_pairs")}
+            "n_prompts": len(suite.items), "n_scored": summary.get("n_judged")}
 
 
 # ----------------------------------------------------------------------------------------------- table

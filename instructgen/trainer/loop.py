@@ -305,8 +305,10 @@ def benchmark(cfg: TrainConfig, run: RunDir, quiet: bool) -> dict | None:
     if not cfg.benchmark or cfg.benchmark.lower() == "none":
         return None
     from ..eval import EvalConfig, headline, run_eval
+    # the same chat template on both sides: training's file, else the student's own (or the default one, which
+    # the adapter's saved tokenizer carries too)
     common = dict(model=cfg.student, suite=cfg.benchmark, max_new_tokens=cfg.benchmark_max_new_tokens,
-                  batch_size=cfg.eval_batch_size)
+                  batch_size=cfg.eval_batch_size, chat_template=cfg.chat_template)
     _say(f"benchmark {cfg.benchmark}: the student before and after training", quiet)
     # overwrite: these folders are ours, inside this run; a re-saved adapter is a new "after"
     before = headline(run_eval(EvalConfig(**common), run.path / "benchmark_before", overwrite=True, quiet=quiet))

@@ -115,3 +115,28 @@ def test_embedded_student_on_ifbench(tmp_path):
     assert len(answers) == 3 and all(a["answer"].strip() for a in answers)  # the real model says something
     assert all(0 < a["new_tokens"] <= 32 for a in answers)
     assert "prompt-level strict" in r.stdout and "floor" in r.stdout
+
+
+def test_a_refused_kwarg_value_is_a_bad_line_not_a_model_failure(tiny_model, tmp_path):
+    bad = [IFEVAL_ROWS[0], {**IFEVAL_ROWS[2], "kwargs": [{"relation": "fewer", "num_words": 5}]}]
+    p = write_ifeval(tmp_path / "ife.jsonl", bad)
+    one_line_error(gen(tiny_model, "--suite", f"ifeval:{p}", "--out", tmp_path / "out"), f"{p}:2:", "kwargs[0]")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_adapter_or_model_that_cannot_load_is_one_line_before_any_work(tiny_model, ifeval_file, tmp_path):
+    fake = tmp_path / "fakead"
+    fake.mkdir()
+    (fake / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    one_line_error(gen(tiny_model, "--adapter", fake, "--suite", f"ifeval:{ifeval_file}", "--out", tmp_path / "o1"),
+                   "no adapter_model.safetensors")
+    (fake / "adapter_config.json").write_text('{"peft_type": "PROMPT_TUNING"}')
+    one_line_error(gen(tiny_model, "--adapter", fake, "--suite", f"ifeval:{ifeval_file}", "--out", tmp_path / "o2"),
+                   "not a LoRA adapter")
+    bare = tmp_path / "badmodel"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    one_line_error(gen(bare, "--suite", f"ifeval:{ifeval_file}", "--out", tmp_path / "o3"), "holds no tokenizer")
+    one_line_error(gen(tiny_model, "--chat-template", tmp_path / "none.jinja", "--suite", f"ifeval:{ifeval_file}",
+                       "--out", tmp_path / "o4"), "--chat-template")
+    assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3", "o4"))

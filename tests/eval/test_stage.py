@@ -229,3 +229,20 @@ def test_every_config_field_is_documented():
     from dataclasses import fields
     assert all(f.metadata.get("doc") for f in fields(EvalConfig))
     assert EvalConfig(model="m").suite == "ifbench:16"  # the default the training wiring relies on
+
+
+def test_a_chat_template_file_is_used_and_is_part_of_the_identity(tiny_model, ifeval_file, tmp_path,
+                                                                  count_generate):
+    t = tmp_path / "plain.jinja"
+    t.write_text("{% for m in messages %}<<{{ m['content'] }}>>{% endfor %}{% if add_generation_prompt %}=>"
+                 "{% endif %}")
+    out = tmp_path / "out"
+    run_eval(cfg_for(tiny_model, f"ifeval:{ifeval_file}", tmp_path), tmp_path / "own", quiet=True)
+    assert count_generate["prompts"] == 4
+    run_eval(cfg_for(tiny_model, f"ifeval:{ifeval_file}", tmp_path, chat_template=str(t)), out, quiet=True)
+    assert count_generate["prompts"] == 8  # another rendered prompt: nothing comes from the cache
+    assert json.loads((out / "config.json").read_text())["config"]["chat_template_fingerprint"]
+    t.write_text(t.read_text() + " ")
+    (out / "completed").unlink()
+    with pytest.raises(RunDirError, match="chat_template_fingerprint"):
+        run_eval(cfg_for(tiny_model, f"ifeval:{ifeval_file}", tmp_path, chat_template=str(t)), out, quiet=True)
