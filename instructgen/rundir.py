@@ -133,10 +133,11 @@ OWNED = {
     "curate": ("steps.jsonl", "kept.jsonl", "rejected.jsonl", "stats.json", "curate.yaml", ".cache"),
     "train": ("preflight.txt", "checkpoints", "train_log.jsonl", "eval_before.json", "adapter", "eval.jsonl",
               "metrics.json", "merged", "benchmark_before", "benchmark_after"),
-    "run": ("instructions", "instances", "curated", "train", "report.html"),
+    "run": ("instructions", "instances", "curated", "train"),
     "eval": ("answers.jsonl", "scores.json", "scores.txt", "judgements.jsonl", "against_answers.jsonl"),
 }
-SUBRUNS = {"run": ("instructions", "instances", "curated", "train"), "train": ("benchmark_before", "benchmark_after")}  # entries that are run folders themselves
+# entries that are run folders themselves
+SUBRUNS = {"run": ("instructions", "instances", "curated", "train"), "train": ("benchmark_before", "benchmark_after")}
 
 # folders this process has locked: real path -> open lock file (flock is per open file, so one per folder)
 _HELD: dict[str, Any] = {}
@@ -199,10 +200,12 @@ def foreign_entries(path: Path, stage: str) -> list[Path]:
 
 
 def remove_owned(path: Path, stage: str, keep: Iterable[str] = ()) -> None:
-    """Remove what the stage wrote into `path` (after `foreign_entries` found nothing else); the lock stays."""
+    """Remove what the stage (or the earlier run the folder's marker names) wrote into `path`, after
+    `foreign_entries` found nothing else; the lock stays, and an entry that is not ours is never touched."""
     keep = set(keep) | {LOCK}
+    owned = COMMON + OWNED.get(stage, ()) + OWNED.get(_marker_stage(path) or "", ())
     for e in path.iterdir():
-        if e.name in keep:
+        if e.name in keep or not _is_owned(e.name, owned):
             continue
         if e.is_dir() and not e.is_symlink():
             shutil.rmtree(e)
@@ -396,8 +399,7 @@ class RunDir:
                               "discard it or choose another --out. Differences:\n  " +
                               "\n  ".join(_describe(d) for d in diff))
         if overwrite and (diff or old.get("stage") != self.stage):
-            _refuse_foreign(self.path, old.get("stage"))
-            _refuse_foreign(self.path, self.stage)
+            _refuse_foreign(self.path, old.get("stage"))  # what the earlier run wrote is what may be removed
             return "fresh"
         return "done" if self.completed else "resume"
 

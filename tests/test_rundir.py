@@ -35,3 +35,14 @@ def test_incomplete_batch_tail():
     assert incomplete_batch_tail(whole) == 5
     assert incomplete_batch_tail(whole[:4]) == 2
     assert incomplete_batch_tail([]) == 0
+
+
+def test_overwrite_of_another_stage_removes_what_that_stage_wrote_and_only_that(tmp_path):
+    from instructgen.rundir import release
+    rd = RunDir(tmp_path / "r", "instructions")
+    rd.open({"a": 1})
+    (tmp_path / "r" / "instructions.jsonl").write_text("{}\n")
+    release(tmp_path / "r")
+    assert RunDir(tmp_path / "r", "curate").open({"b": 1}, overwrite=True) == "fresh"
+    names = {p.name for p in (tmp_path / "r").iterdir()}
+    assert "instructions.jsonl" not in names and json.loads((tmp_path / "r" / "config.json").read_text())["stage"] == "curate"
