@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, build, doc, load_yaml
-from .rundir import RunDir, refuse_overlap, releases_locks
+from .rundir import RunDir, releases_locks
 
 
 @dataclass
@@ -74,9 +74,9 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     from .generator.teachers import validate_spec
     validate_spec(cfg.teacher)  # an unknown or secret-holding spec fails before anything is written
     top = RunDir(out, "run")
-    refuse_overlap(out, [cfg.seeds] + [v for v in (cfg.instructions.get("template"), cfg.training.get("chat_template"))
-                                       if isinstance(v, str) and Path(v).exists()])
-    top.check_path()
+    top.check_path(inputs=[cfg.seeds] + [v for v in (cfg.instructions.get("template"),
+                                                     cfg.training.get("chat_template"))
+                                          if isinstance(v, str) and Path(v).exists()])
     top.open(asdict(cfg), overwrite=overwrite)  # refuses a different config before any stage starts
     t0 = time.perf_counter()
     summaries: dict[str, Any] = {}

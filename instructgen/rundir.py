@@ -367,8 +367,10 @@ class RunDir:
                               f"folder again or choose another --out") from None
         return old
 
-    def check_path(self) -> None:
-        """Refuse, before any work, an output that cannot be ours: a file, a link, a foreign non-empty folder."""
+    def check_path(self, inputs: Iterable[str | os.PathLike | None] = ()) -> None:
+        """Refuse, before any work, an output that cannot be ours: one that is, lies inside or holds one of the
+        `inputs` (see `refuse_overlap`), a file, a link, a foreign non-empty folder, one in use elsewhere."""
+        refuse_overlap(self.path, inputs)
         check_output_path(self.path)
         if self.path.is_dir() and any(e.name != LOCK for e in self.path.iterdir()) and _marker_stage(self.path) is None:
             raise RunDirError(f"{self.path} exists, is not empty and is not an instructgen run folder (no "

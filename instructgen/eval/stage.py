@@ -31,8 +31,7 @@ from typing import Any
 
 from ..config import ConfigError
 from ..records import iter_jsonl, repair_torn_tail
-from ..rundir import (RunDir, atomic_path, fingerprint_files, library_versions, refuse_overlap, releases_locks,
-                      write_json)
+from ..rundir import RunDir, atomic_path, fingerprint_files, library_versions, releases_locks, write_json
 from . import METRICS, EvalConfig, headline
 from .answers import AnswerCache, StudentSpec, answer_all, default_cache_dir, resolve_student
 from .suites import Suite, load_suite
@@ -97,9 +96,8 @@ def evaluate(cfg: EvalConfig, out: str | os.PathLike | None = None, overwrite: b
     for s in (student, against):
         if s is not None:
             inputs += [s.base_path, s.adapter_path]
-    refuse_overlap(out_path, inputs)
     rd = RunDir(out_path, "eval")
-    rd.check_path()
+    rd.check_path(inputs=inputs)
     device = _device(cfg)
     # flat, with *_fingerprint keys: a refusal then reads "suite_fingerprint: the suite changed since ..."
     config: dict[str, Any] = {

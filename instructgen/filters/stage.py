@@ -146,8 +146,7 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     if out_path is not None and not dry_run:
         # a config file inside OUT (its own curate.yaml reproduces the run) is an input once --overwrite may remove it
         config_file = [config] if overwrite and isinstance(config, (str, os.PathLike)) else []
-        refuse_overlap(out_path, [input_path] + config_file)
-        RunDir(out_path, "curate").check_path()
+        RunDir(out_path, "curate").check_path(inputs=[input_path] + config_file)
     ctx = {"cache_dir": cache, "read_only_cache": dry_run, "quiet": quiet, "languagetool_url": languagetool_url}
     for spec, f in pairs:  # servers, models, dictionaries: fail here, before reading a record
         if f is not None:

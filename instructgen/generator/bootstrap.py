@@ -25,7 +25,7 @@ from ..filters.rouge import RougeNoveltyFilter
 from ..filters.rules import BlacklistFilter, FirstCharFilter, LengthFilter, PrefixFilter
 from ..progress import Rate, bar, table
 from ..records import Instance, Task, read_seed_tasks, text_hash
-from ..rundir import RunDir, fingerprint_files, records_fingerprint, refuse_overlap, releases_locks
+from ..rundir import RunDir, fingerprint_files, records_fingerprint, releases_locks
 from ..templates import PromptTemplate, load_template
 from .teachers import Sampling, Teacher
 
@@ -103,8 +103,7 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
         from .teachers import validate_spec
         validate_spec(cfg.teacher)
     rd = RunDir(out, "instructions")
-    refuse_overlap(out, [cfg.seeds or PACKAGED_SEEDS, template.path])
-    rd.check_path()
+    rd.check_path(inputs=[cfg.seeds or PACKAGED_SEEDS, template.path])
     # an edited seed file or template is another run: resuming would mix two of them in one pool
     run_config = dict(to_dict(cfg), seeds_fingerprint=records_fingerprint(seeds),
                       template_fingerprint=fingerprint_files([template.path]))

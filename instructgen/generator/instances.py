@@ -27,7 +27,7 @@ from typing import Sequence
 from ..config import ConfigError, build, doc, load_yaml, to_dict
 from ..progress import Rate, bar, table
 from ..records import Instance, RecordError, Task, read_records, text_hash
-from ..rundir import RunDir, fingerprint_files, records_fingerprint, refuse_overlap, releases_locks
+from ..rundir import RunDir, fingerprint_files, records_fingerprint, releases_locks
 from ..templates import PromptTemplate, load_template
 from .teachers import Sampling, Teacher
 
@@ -251,8 +251,7 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
         from .teachers import validate_spec
         validate_spec(cfg.teacher)
     rd = RunDir(out, "instances")
-    refuse_overlap(out, [input_path] + list(templates.paths()))
-    rd.check_path()
+    rd.check_path(inputs=[input_path] + list(templates.paths()))
     if not todo and not quiet:
         print(f"gen instances: warning: {input_path} holds no kept tasks; the result is empty", file=sys.stderr)
     run_config = dict(to_dict(cfg), input_fingerprint=records_fingerprint(all_tasks),

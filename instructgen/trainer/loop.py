@@ -38,7 +38,7 @@ from transformers import TrainerCallback  # noqa: E402 - this module is imported
 
 from ..config import to_dict
 from ..records import iter_jsonl, repair_torn_tail
-from ..rundir import RunDir, fingerprint_files, refuse_overlap, releases_locks, write_json
+from ..rundir import RunDir, fingerprint_files, releases_locks, write_json
 from .config import Plan, TrainConfig, plan, validate
 from .data import Encoded, encode_all, fingerprint, load_examples, set_chat_template, split_heldout
 from .evaluate import cached_before, eval_rows, evaluate
@@ -63,8 +63,7 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
         check_repo(push_to_hub)
         token = hub_token()
     run = RunDir(out, "train")
-    refuse_overlap(out, [data] + ([cfg.chat_template] if cfg.chat_template else []))
-    run.check_path()
+    run.check_path(inputs=[data, cfg.chat_template])
     examples = load_examples(data, cfg.user_template)
     config = dict(to_dict(cfg), data=str(Path(data).resolve()), data_fingerprint=fingerprint(examples))
     if cfg.chat_template and Path(cfg.chat_template).is_file():
