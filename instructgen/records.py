@@ -111,6 +111,17 @@ def write_jsonl(path: str | os.PathLike, tasks: Iterable[Task], append: bool = F
     return n
 
 
+def append_jsonl(path: str | os.PathLike, objs: Iterable[dict]) -> None:
+    """Append JSON objects one whole line each, flushed and fsynced together (step records, answer rows), so a
+    kill -9 leaves at most a torn last line, which `repair_torn_tail` cuts."""
+    data = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs)
+    if data:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
 class JsonlAppender:
     """Append-only JSONL writer for run folders: one whole line per record, flushed and fsynced per batch,
     so a kill -9 leaves at most a torn last line, which `iter_jsonl(..., tolerate_torn_tail=True)` skips."""

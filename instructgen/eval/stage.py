@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..records import iter_jsonl, repair_torn_tail
+from ..records import append_jsonl, iter_jsonl, repair_torn_tail
 from ..rundir import RunDir, atomic_path, fingerprint_files, library_versions, releases_locks, write_json
 from . import METRICS, EvalConfig, headline
 from .answers import AnswerCache, StudentSpec, answer_all, default_cache_dir, resolve_student
@@ -173,13 +173,6 @@ def _read_done(path: Path, ids: set[str]) -> dict[str, dict]:
     return {r["id"]: r for _, r in iter_jsonl(path) if r.get("id") in ids}
 
 
-def _append(path: Path, rows: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _answers(s: StudentSpec, suite: Suite, path: Path, cfg: EvalConfig, device: str, cache_dir: Path,
              quiet: bool, desc: str) -> tuple[dict[str, dict], dict]:
     """Every suite item's answer row (resumed, cached or generated) and the generation figures."""
@@ -191,7 +184,7 @@ def _answers(s: StudentSpec, suite: Suite, path: Path, cfg: EvalConfig, device: 
         student = Student(s, device=device, chat_template=cfg.chat_template)
         cache = AnswerCache(cache_dir, s, dict(student.settings, max_new_tokens=cfg.max_new_tokens))
         counts = answer_all(student, suite.items, cache, cfg.max_new_tokens, cfg.batch_size, done,
-                            lambda batch: (_append(path, batch), done.update({r["id"]: r for r in batch})),
+                            lambda batch: (append_jsonl(path, batch), done.update({r["id"]: r for r in batch})),
                             quiet=quiet, desc=desc)
         del student
     with atomic_path(path) as tmp:  # the final file in suite order
@@ -218,7 +211,7 @@ def _judge(judge, suite: Suite, a: dict, b: dict, rd: RunDir, cfg: EvalConfig, q
     pairs = [{"id": it["id"], "instruction": it["instruction"], "input": it["input"],
               "output_a": a[it["id"]]["answer"], "output_b": b[it["id"]]["answer"]} for it in suite.items]
     _, summary = judge_pairwise(judge, pairs, template=cfg.judge_template, done=done,
-                                on_judged=lambda new: _append(path, list(new)), quiet=quiet,
+                                on_judged=lambda new: append_jsonl(path, new), quiet=quiet,
                                 batch_size=cfg.batch_size)
     return {"judge": dict(summary, judge=getattr(judge, "name", cfg.judge), template=cfg.judge_template),
             "metrics": {k: summary.get(k) for k in ("win_rate", "ci95")}, "floor": None,

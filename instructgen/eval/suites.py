@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
-from ..records import RecordError, iter_jsonl
+from ..records import RecordError, iter_jsonl, text_hash
 from ..rundir import fingerprint_files
 from .checkers import UNSCOREABLE_OFFLINE
 
@@ -91,12 +91,8 @@ def load_suite(spec: str, limit: int | None = None) -> Suite:
     suite.size_before_limit = len(suite.items)
     if limit is not None and limit < len(suite.items):
         suite.items = suite.items[:limit]
-        suite.fingerprint = _hash(suite.fingerprint, f"limit={limit}")
+        suite.fingerprint = text_hash(suite.fingerprint, f"limit={limit}")
     return suite
-
-
-def _hash(*parts: str) -> str:
-    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 def ifbench_data() -> Path:
@@ -142,7 +138,7 @@ def _ifbench(spec: str, arg: str | None) -> Suite:
             raise ConfigError(f"--suite {spec}: IFBench has {len(chosen)} prompts that can be scored offline; "
                               f"choose N <= {len(chosen)}, or --suite ifbench for all {len(rows)}")
         name, version = f"ifbench-{n}", f"{version} {SUBSET_RULE}"
-        fp = _hash(fp, *(str(r["key"]) for r in chosen))
+        fp = text_hash(fp, *(str(r["key"]) for r in chosen))
     items = [{"id": str(r["key"]), "prompt": r["prompt"], "example": _example(r)} for r in chosen]
     return Suite(spec, "ifbench", name, version, fp, items, path=str(data))
 
@@ -207,5 +203,5 @@ def _records(spec: str, kind: str, p: Path) -> Suite:
     if len(counts) != len(items):
         dup = next(i for i, n in counts.items() if n > 1)
         raise RecordError(p, None, f"record id {dup!r} repeats; give every record its own id")
-    fp = fingerprint_files([p]) if p.is_file() else _hash(*(json.dumps(i, sort_keys=True) for i in items))
+    fp = fingerprint_files([p]) if p.is_file() else text_hash(*(json.dumps(i, sort_keys=True) for i in items))
     return Suite(spec, kind, f"{kind}-{p.stem}", f"instructgen-{kind}-v1", fp, items, path=str(p.resolve()))

@@ -9,7 +9,8 @@ input) is refused unless `overwrite`.
 The signature and embedding caches live in `OUT/.cache/` by default. `--overwrite` removes what the earlier run
 wrote except the cache: changing a threshold and running again with --overwrite costs no hashing or encoding.
 Each step record carries its identity (step number, filter, options, the ids of the records that reached it) and
-names records by id, so a resume replays a step only onto the very records and chain that produced it. `cache_dir` puts the cache elsewhere (e.g. one cache shared by several output folders).
+names records by id, so a resume replays a step only onto the very records and chain that produced it.
+`cache_dir` puts the cache elsewhere (e.g. one cache shared by several output folders).
 
 OUT holds: config.json (resolved config, input and its fingerprint), curate.yaml (the chain as a config file
 that reproduces it), versions.json, steps.jsonl, kept.jsonl, rejected.jsonl, stats.json, summary.json and the
@@ -26,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import table
-from ..config import ConfigError
-from ..records import Task, read_records, repair_torn_tail, text_hash
+from ..records import Task, append_jsonl, read_records, repair_torn_tail, text_hash
 from ..rundir import (RunDir, RunDirError, check_output_path, records_fingerprint, refuse_overlap, releases_locks,
                       write_json)
 from .chain import CurateConfig, build_filter, check_input_fields, load_config, run_step
@@ -109,13 +109,6 @@ def _check_step(path: Path, rec: dict, identity: dict) -> None:
                           f"was written by another run: pass --overwrite to curate again")
 
 
-def _append_step(path: Path, rec: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _config_yaml(cfg: CurateConfig, input_label: str) -> str:
     import yaml
     head = (f"# gen curate: the resolved chain this folder ran on {input_label}\n"
@@ -138,8 +131,6 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     if out_path is None and not dry_run:
         raise FileNotFoundError("--out is required (or use --dry-run)")
     cache = Path(cache_dir) if cache_dir else (out_path / ".cache" if out_path is not None else None)
-    if cache is not None and cache_dir and (cache.is_symlink() or (cache.exists() and not cache.is_dir())):
-        raise ConfigError(f"--cache-dir {cache_dir} is not a folder; give a folder (it is created when missing)")
     if cache is not None and cache_dir:
         check_output_path(cache, what="--cache-dir")
         refuse_overlap(cache, [input_path], what="--cache-dir")
@@ -197,7 +188,7 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
         tasks, st = run_step(spec, f, tasks, quiet=quiet)
         filter_stats.append(st)
         if rd is not None:
-            _append_step(out_path / STEPS, _step_record(identity, st, tasks, before))
+            append_jsonl(out_path / STEPS, [_step_record(identity, st, tasks, before)])
 
     kept = [t for t in tasks if t.kept]
     stats = {"input": input_label, "records_in": len(tasks), "kept": len(kept), "rejected": len(tasks) - len(kept),
