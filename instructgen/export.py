@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 from .config import ConfigError
 from .examples import iter_examples
 from .records import RecordError, Task
+from .rundir import atomic_path
 
 
 def _alpaca(rows: list[dict], f) -> None:
@@ -100,22 +101,18 @@ def export_tasks(tasks: Iterable[Task], fmt: str, out: str | os.PathLike, user_t
         more = f" and {len(renamed) - 1} more" if len(renamed) > 1 else ""
         print(f"note: example id '{old}' was taken by another example; exported as '{new}'{more}", file=sys.stderr)
     writer = FORMATS[fmt][0]
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if fmt in BINARY:
-            writer(rows, tmp)
-        else:
-            with open(tmp, "x", encoding="utf-8") as f:
-                writer(rows, f)
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:  # a temp file of its own, renamed onto OUT, removed on failure
+            if fmt in BINARY:
+                writer(rows, tmp)
+            else:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    writer(rows, f)
+                    f.flush()
+                    os.fsync(f.fileno())
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot write: {e.strerror or e}") from None
-    finally:
-        if os.path.lexists(tmp):
-            tmp.unlink()
     return len(rows)
 
 
