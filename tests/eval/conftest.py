@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "trainer"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_fixtures import write_ifeval  # noqa: E402
-from tiny import build_model, one_thread  # noqa: E402
+from tiny import build_model, tiny_model_threads  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
@@ -23,10 +23,4 @@ def ifeval_file(tmp_path) -> Path:
     return write_ifeval(tmp_path / "ifeval.jsonl")
 
 
-@pytest.fixture(autouse=True)
-def _tiny_model_threads(request):
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    with one_thread():
-        yield
+_tiny_model_threads = pytest.fixture(autouse=True)(tiny_model_threads)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny import build_model, one_thread, records, tiny_config  # noqa: E402
+from tiny import build_model, one_thread, records, tiny_config, tiny_model_threads  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +43,4 @@ def trained_run(tiny_model, tmp_path_factory) -> tuple[Path, dict]:
     return root / "out", metrics
 
 
-@pytest.fixture(autouse=True)
-def _tiny_model_threads(request):
-    """One torch thread for the tiny-model tests; the embedded-student test (marked slow) keeps the default."""
-    if request.node.get_closest_marker("slow"):
-        yield
-        return
-    with one_thread():
-        yield
+_tiny_model_threads = pytest.fixture(autouse=True)(tiny_model_threads)

@@ -69,6 +69,16 @@ def tiny_config(student: Path, **kw):
     return TrainConfig(**base)
 
 
+def tiny_model_threads(request):
+    """Body of the autouse fixture of the tiny-model test folders: one torch thread, except for tests marked slow
+    (the embedded student keeps the default)."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    with one_thread():
+        yield
+
+
 @contextlib.contextmanager
 def one_thread():
     """The tiny model is overhead-bound: one torch thread is faster, and kinder to a shared CI machine."""
