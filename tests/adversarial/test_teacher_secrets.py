@@ -8,13 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from instructgen.secrets import is_secret_param, redact, redact_url, userinfo_in
+
+from fake_http import LocalServer, QuietHandler
 
 SECRET = "Zq8-hunter2-SECRET-77x"
 KEY = "sk-live-9c1e7d02b4a6f8e3-do-not-print"
@@ -41,7 +41,7 @@ def refused(r, *secrets, needle="$OPENAI_API_KEY"):
         assert s not in r.stdout + r.stderr, (s, r.stderr)
 
 
-class Server:
+class Server(LocalServer):
     """OpenAI-compatible: each request takes the next (status, headers, raw body) of `script`; when it runs
     out, a completion the Self-Instruct filters keep (five words no other request gets)."""
 
@@ -49,14 +49,9 @@ class Server:
         self.script, self.requests, self.n = list(script), [], 0
         srv = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
+                self.json_body()
                 srv.requests.append({"path": self.path, "auth": self.headers.get("Authorization")})
                 if srv.script:
                     code, headers, raw = srv.script.pop(0)
@@ -73,18 +68,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 # -- credentials in the URL: refused at spec validation, never echoed, nothing written ----------------------

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+
+from fake_http import LocalServer, QuietHandler
 
 _SHOWN = re.compile(r"## Output \(1\)\n(?P<first>.*?)\n\n## Output \(2\)\n(?P<second>.*?)\n\n", re.S)
 
@@ -32,7 +33,7 @@ def always_tie(first: str, second: str) -> str:
     return "Tie."
 
 
-class JudgeServer:
+class JudgeServer(LocalServer):
     """`with JudgeServer(policy) as s:` serves at `s.url` (`openai:{s.url}@m` is a teacher spec). `fail(prompt)`
     returning an HTTP status makes that request fail with it (e.g. 400 to crash a run mid-way)."""
 
@@ -43,14 +44,9 @@ class JudgeServer:
         self.requests: list[dict] = []
         srv = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.json_body()
                 path = self.path.split("?")[0]
                 with srv.lock:
                     srv.requests.append({"path": path, "body": body})
@@ -75,21 +71,10 @@ class JudgeServer:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        super().__init__(Handler, poll_interval=0.02)
 
     @property
     def n_requests(self) -> int:
         with self.lock:
             return len(self.requests)
 
-    def __enter__(self) -> "JudgeServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -23,11 +22,13 @@ from instructgen.generator.openai_teacher import (OpenAITeacher, TeacherRequestE
                                                   _retry_after)
 from instructgen.generator.teachers import Sampling, TeacherSpecError, make_teacher, validate_spec
 
+from fake_http import LocalServer, QuietHandler
+
 SECRET = "sk-test-4f9a1c0e-never-print-me"
 GREEDY = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=8, presence_penalty=0.0)
 
 
-class FaultServer:
+class FaultServer(LocalServer):
     """A scripted OpenAI-compatible server. `script` is consumed one action per request, in arrival order:
     ("status", code, headers, body_dict) | ("hang", seconds) | ("gone", seconds) | ("ok",); when it runs out
     every request is "ok". An "ok" answer is `answer(prompt)` (default: an echo of the prompt, or of the last
@@ -41,14 +42,9 @@ class FaultServer:
         self.in_flight = self.max_in_flight = 0
         srv = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.json_body()
                 with srv.lock:
                     srv.requests.append({"t": time.monotonic(), "path": self.path, "body": body,
                                          "auth": self.headers.get("Authorization"), "port": self.client_address[1]})
@@ -98,19 +94,7 @@ class FaultServer:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
 
 
 def teacher(url, **kw) -> OpenAITeacher:
