@@ -31,6 +31,7 @@ class Sampling:
     presence_penalty: float = 2.0  # Self-Instruct bootstrap (OpenAI semantics: additive, on generated tokens)
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: int = 0  # > 0: also return the top-k token log-probabilities at each generated position
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -44,13 +45,32 @@ class Completion:
     finish_reason: str  # "stop" (EOS or a stop string) or "length" (cut by max_new_tokens)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # with Sampling.logprobs > 0 on a backend that supports "logprobs": per generated position, {token: logprob}
+    top_logprobs: list[dict[str, float]] | None = None
+
+
+# what a backend can do (Teacher.supports): raw-string prompts, chat-message prompts, token log-probabilities
+CAPABILITIES = ("raw", "chat", "logprobs")
 
 
 class Teacher(Protocol):
     name: str  # e.g. "transformers:smollm2-135m"; recorded in provenance
+    supports: frozenset[str]  # a subset of CAPABILITIES
 
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling,
+                 on_tokens: Callable[[int], None] | None = None) -> list[Completion]:
+        """Complete every prompt, in order. `on_tokens(n)`, when given, is called as n more tokens are
+        generated (so a progress bar moves within a batch)."""
         ...
+
+    def close(self) -> None:
+        """Release the model, engine or connections (idempotent)."""
+        ...
+
+
+class BudgetReached(Exception):
+    """Raised before a teacher call once a --max-cost / --max-tokens budget is spent. What finished is kept;
+    the same command with a larger budget resumes."""
 
 
 class TeacherSpecError(ValueError):
