@@ -8,8 +8,10 @@ HELP = "write one self-contained HTML report of a run folder (funnel, distributi
 DESCRIPTION = HELP + """
 
 RUN_DIR is a `gen run` folder (instructions/, instances/, curated/, train/) or any single stage folder; the page
-shows what exists and lists what is missing. Plots are inline SVG: the file opens offline and can be mailed.
-An earlier report at --out is replaced; any other existing file is refused."""
+shows what exists and lists what is missing. Plots are static inline SVG drawn with matplotlib (no script): the
+file opens offline and can be mailed. Records are streamed, figures binned and sample rows sampled, so the page
+of a million-record run is as small as that of a small one. An earlier report at --out is replaced; any other
+existing file is refused."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """`gen report`: one self-contained HTML page that shows what a run did (see `write_report`).
 
-collect.py reads the run folder, figures.py turns it into inline-SVG figures (svg.py draws them), page.py lays
-out the page. `gen publish` reuses the same figures as files for the dataset card.
+collect.py reads the run folder, digest.py makes one pass over each stage's records (counts, score columns,
+seeded samples), figures.py turns that into figures (svg.py draws them with matplotlib as static SVG), page.py
+lays out the page. `gen publish` reuses the same figures as files for the dataset card.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     """Write the HTML report of a run folder (or one stage folder) to `out` (default RUN_DIR/report.html) and
     return its path. Replaces an earlier report; refuses to replace any other file. `run` and `figures`
     (from `build_figures`) may be passed in when the caller already has them."""
-    run = run or load_run(run_dir)
+    run = run or load_run(run_dir, records=False)  # records streamed, never all in memory
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     _check_replaceable(out)
     figs, notes = figures or build_figures(run)

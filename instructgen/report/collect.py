@@ -5,8 +5,8 @@ recognised by the `stage` in its config.json, else by its output files. Whatever
 `RunData.missing`, so the page can say what it could not show.
 
 Over 400 lines because everything the page and both cards (dataset card, adapter card) show of a run is read
-and formatted here once: the stages, portable paths, how the data was made, reproduce commands, and the
-benchmark before/after table.
+and formatted here once: the stages (loaded, or streamed for `gen report`: `load_run(records=False)`), portable
+paths, how the data was made, reproduce commands, and the benchmark before/after table.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..records import RecordError, Task, iter_jsonl
 
@@ -57,6 +57,25 @@ class Stage:
     metrics: dict[str, Any] = field(default_factory=dict)  # train: metrics.json
     train_log: list[dict] = field(default_factory=list)  # train: train_log.jsonl
     eval: list[dict] = field(default_factory=list)  # train: eval.jsonl
+    # where the records are: (file, its records are kept / rejected / None: either, tolerate a torn tail); read
+    # into `kept`/`rejected` by load_run(records=True), streamed by `iter_records` otherwise
+    sources: list[tuple[Path, bool | None, bool]] = field(default_factory=list)
+    loaded: bool = True
+
+    def iter_records(self) -> Iterator[Task]:
+        """Every record of the stage, kept ones first: from memory when loaded, else streamed from its files
+        (the report of a million-record run never holds them all)."""
+        if self.loaded:
+            yield from self.kept
+            yield from self.rejected
+            return
+        for path, kept, torn in self.sources:
+            for obj in (_rows_iter(path, torn) if torn else (o for _, o in iter_jsonl(path))):
+                try:
+                    t = Task.from_dict(obj)
+                except TypeError as e:
+                    raise RecordError(path, None, f"not an instructgen record ({e})") from None
+                yield t
 
     @property
     def command(self) -> str:
@@ -74,6 +93,7 @@ class RunData:
     stages: dict[str, Stage]
     single_stage: bool  # RUN_DIR is itself one stage folder
     run_config: dict[str, Any] | None = None  # RUN/config.json of a whole `gen run`, when there is one
+    digests: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # kind -> digest.py's
 
     @property
     def missing(self) -> list[str]:
@@ -131,18 +151,19 @@ def find_stages(root: Path) -> tuple[dict[str, Path], bool]:
     return found, False
 
 
-def load_run(root: str | Path) -> RunData:
-    """Read everything the report and the card use from a run folder or a stage folder."""
+def load_run(root: str | Path, records: bool = True) -> RunData:
+    """Read everything the report and the card use from a run folder or a stage folder. With `records`
+    False the records stay on disk and `Stage.iter_records` streams them (what `gen report` does)."""
     root = Path(root)
     paths, single = find_stages(root)
-    stages = {k: load_stage(k, p) for k, p in paths.items()}
+    stages = {k: load_stage(k, p, records) for k, p in paths.items()}
     run_config = None
     if not single and (root / "config.json").is_file():
         run_config = _json(root / "config.json")
     return RunData(root=root, stages=stages, single_stage=single, run_config=run_config)
 
 
-def load_stage(kind: str, path: Path) -> Stage:
+def load_stage(kind: str, path: Path, records: bool = True) -> Stage:
     raw = _json(path / "config.json") if (path / "config.json").is_file() else {}
     st = Stage(kind=kind, path=path, complete=(path / "completed").exists(), raw_config=raw,
                config=raw.get("config", {}) if isinstance(raw.get("config"), dict) else {},
@@ -153,17 +174,25 @@ def load_stage(kind: str, path: Path) -> Stage:
         st.train_log = _rows(path / "train_log.jsonl", tolerate_torn_tail=not st.complete)
         st.eval = _rows(path / "eval.jsonl", tolerate_torn_tail=False)
         return st
-    if kind == "curated" and (path / "stats.json").is_file():
+    if (path / "stats.json").is_file():  # gen curate's per-filter stats (and any stage that writes them)
         st.stats = _json(path / "stats.json")
     out = path / OUTPUTS[kind]
     if out.is_file():
+        st.sources = [(out, True, False)]
+        if (path / "rejected.jsonl").is_file():
+            st.sources.append((path / "rejected.jsonl", False, False))
+    elif (path / "log.jsonl").is_file():  # not finished: show what the log holds so far
+        st.sources = [(path / "log.jsonl", None, True)]
+        st.from_log = True
+    if not records:
+        st.loaded = False
+    elif st.from_log:
+        tasks = [Task.from_dict(o) for o in _rows(path / "log.jsonl", tolerate_torn_tail=True)]
+        st.kept = [t for t in tasks if t.kept]
+        st.rejected = [t for t in tasks if not t.kept]
+    elif st.sources:
         st.kept = _tasks(out)
         st.rejected = _tasks(path / "rejected.jsonl") if (path / "rejected.jsonl").is_file() else []
-    elif (path / "log.jsonl").is_file():  # not finished: show what the log holds so far
-        records = [Task.from_dict(o) for o in _rows(path / "log.jsonl", tolerate_torn_tail=True)]
-        st.kept = [t for t in records if t.kept]
-        st.rejected = [t for t in records if not t.kept]
-        st.from_log = True
     return st
 
 
@@ -182,18 +211,31 @@ def _rows(p: Path, tolerate_torn_tail: bool) -> list[dict]:
         return []
     if not tolerate_torn_tail:
         return [o for _, o in iter_jsonl(p)]
-    lines = p.read_text(encoding="utf-8").splitlines()
-    out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break  # a line torn by a crash mid-write; the stage redoes it on resume
-            raise RecordError(p, i + 1, "not valid JSON") from None
-    return out
+    return list(_rows_iter(p, True))
+
+
+def _rows_iter(p: Path, tolerate_torn_tail: bool) -> Iterator[dict]:
+    """The JSON objects of a JSONL file a line at a time; a torn last line (a crash mid-write, redone by the
+    stage on resume) is skipped."""
+    with open(p, encoding="utf-8") as f:
+        prev: tuple[int, str] | None = None
+        for i, line in enumerate(f, 1):
+            if prev is not None:
+                yield _row(p, *prev)
+            prev = (i, line) if line.strip() else None
+        if prev is not None:
+            try:
+                yield _row(p, *prev)
+            except RecordError:
+                if not tolerate_torn_tail:
+                    raise
+
+
+def _row(p: Path, i: int, line: str) -> dict:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        raise RecordError(p, i, "not valid JSON") from None
 
 
 def _tasks(p: Path) -> list[Task]:

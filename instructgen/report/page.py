@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 
 from ..records import Task
 from .collect import RunData, benchmark_table, generation_facts, portable, reproduce_commands, versions
+from .digest import digests, texts_of
 from .figures import Figure, Step, funnel_steps, samples
 
 MARKER = "<!-- instructgen report -->"  # first line of every page; `write_report` replaces only such files
@@ -93,11 +94,12 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
              f"<h1>instructgen report: {escape(name)}</h1>",
              f'<div class="sub">run folder {escape(name)}{_finished(run)}</div>']
 
+    ds = digests(run)
     stage_rows = []
     for kind, st in run.stages.items():
         state = ('<span class="ok">complete</span>' if st.complete else
                  '<span class="bad">incomplete</span>' + (" (records from log.jsonl so far)" if st.from_log else ""))
-        count = (f"{len(st.kept):,} kept, {len(st.rejected):,} rejected" if kind != "train" else
+        count = (f"{ds[kind].kept:,} kept, {ds[kind].rejected:,} rejected" if kind != "train" else
                  f"{len(st.train_log):,} logged steps, {len(st.eval):,} eval rows")
         folder = local(str(st.path.resolve()))
         stage_rows.append(f"<tr><td>{escape(kind)}</td><td>{escape(folder)}</td><td>{state}</td>"
@@ -105,8 +107,8 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
     parts.append("<h2>Stages</h2><table><thead><tr><th>stage</th><th>folder</th><th>state</th><th>records</th>"
                  "</tr></thead><tbody>" + "".join(stage_rows) + "</tbody></table>")
     if final is not None:
-        n_inst = sum(len(t.instances) for t in final.kept)
-        parts.append(f"<p>Final data: <b>{len(final.kept):,}</b> kept tasks with <b>{n_inst:,}</b> instances "
+        d = ds[final.kind]
+        parts.append(f"<p>Final data: <b>{d.kept:,}</b> kept tasks with <b>{d.instances:,}</b> instances "
                      f"({escape(final.kind)} stage).</p>")
     missing = local(run.missing + notes)
     if missing:
@@ -123,7 +125,7 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
     if steps:
         parts.append(funnel_table(steps, local))
 
-    dist = [f for f in figures if f.id.startswith(("len-", "readability", "sim-", "tokens"))]
+    dist = [f for f in figures if f.id.startswith(("len-", "readability", "sim-", "score-", "tokens"))]
     if dist:
         parts.append("<h2>Distributions</h2><div class=\"grid\">" + "".join(map(_figure, dist)) + "</div>")
 
@@ -155,17 +157,22 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
     kept, dropped = samples(run)
     parts.append("<h2>Sample records</h2>")
     if kept:
-        parts.append(f"<h3>Kept ({final.kind if final else ''})</h3>" + table(
+        of = ds[final.kind].kept if final else len(kept)
+        parts.append(f"<h3>Kept ({final.kind if final else ''})</h3>"
+                     f"<p>A seeded sample of {len(kept)} of the {of:,} kept records.</p>" + table(
             [(t.id, t.instruction, _instance_text(t, "input"), _instance_text(t, "output")) for t in kept],
             ["id", "instruction", "input", "output"], cls="kept"))
     if dropped:
-        texts = {t.id: t.instruction for st in run.stages.values() for t in st.kept + st.rejected}
+        texts = texts_of(run, {t.verdict.duplicate_of for _, t in dropped if t.verdict.duplicate_of})
+        n_drop = sum(d.rejected for d in ds.values())
+        intro = (f"<p>One dropped record per reason first (the most frequent reasons first), then a seeded "
+                 f"sample: {len(dropped)} of the {n_drop:,} dropped records.</p>")
 
         def dup(t: Task) -> str:
             d = t.verdict.duplicate_of
             return "" if not d else f"{d}: {texts[d][:120]}" if d in texts else d
 
-        parts.append("<h3>Dropped, with reasons</h3>" + table(
+        parts.append("<h3>Dropped, with reasons</h3>" + intro + table(
             [(kind, t.id, t.verdict.filter or "", t.verdict.reason or "", dup(t), t.instruction)
              for kind, t in dropped],
             ["stage", "id", "filter", "reason", "duplicate of", "instruction"], cls="dropped"))

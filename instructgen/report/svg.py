@@ -1,24 +1,39 @@
-"""Small, dependency-free SVG plots for the report and the dataset card.
+"""The report's plots, drawn with matplotlib into static SVG (no script), so the page stays one offline file.
 
-Every plot is a standalone `<svg>` (xmlns set, styles as attributes, fonts named) so the same string works
-inline in the HTML page and as a `figures/*.svg` file on the Hub. Data marks (bars, sectors, lines) carry
-`class="mark"` and a `<title>` tooltip, which is also what the browser test counts.
+Every plot is a standalone `<svg>` string (the XML prolog and DOCTYPE cut, so it works inline in the HTML page
+and, with a prolog, as a `figures/*.svg` file on the Hub). Output is deterministic: `svg.hashsalt` is set per
+figure (which also keeps clip-path ids unique between the figures of one page) and the SVG metadata (date,
+creator) is left out. Text stays text (`svg.fonttype: none`): Chromium renders it with the named fonts, and
+labels stay searchable. Data marks (bars, sectors, lines) are wrapped in `<g class="mark">` with a `<title>`
+tooltip holding the exact number; the drop threshold is `<g class="threshold">`. Tests read both.
+
+matplotlib is imported inside `_new` only: `gen --help` and `gen curate --help` import none of it. Only the
+SVG backend is used (no Agg).
 """
 
 from __future__ import annotations
 
+import io
 import math
+import re
+from dataclasses import dataclass, field
 from html import escape
 from typing import Sequence
 
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D",
            "#FF9DA6", "#BAB0AC")
-KEPT, DROPPED, GRID, INK = "#4C78A8", "#E45756", "#E4E4E4", "#333333"
-FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+KEPT, DROPPED, GREY, INK = "#4C78A8", "#E45756", "#BAB0AC", "#333333"
+FONTS = ["DejaVu Sans", "Helvetica", "Arial"]
+RC = {"svg.fonttype": "none", "font.family": "sans-serif", "font.sans-serif": FONTS, "font.size": 9,
+      "axes.titlesize": 10, "axes.edgecolor": "#888888", "axes.grid": True, "grid.color": "#E4E4E4",
+      "axes.axisbelow": True, "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
+      "axes.prop_cycle": None}
+MAX_BINS = 30  # a histogram has at most this many bars, whatever the number of records
+WIDEN = 3.0  # a threshold farther than this many data spans from the data is marked at the edge, not drawn to
 
 
 def fmt_num(v: float) -> str:
-    """Compact tick label: 1200 -> 1.2k, 0.25 -> 0.25, 3.0 -> 3."""
+    """Compact number: 1200 -> 1.2k, 0.25 -> 0.25, 3.0 -> 3."""
     if v == 0:
         return "0"
     a = abs(v)
@@ -31,303 +46,311 @@ def fmt_num(v: float) -> str:
     return f"{v:.3g}"
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
-    """About n round tick values covering [lo, hi] (whole numbers only when `integer`, e.g. counts)."""
-    if hi <= lo:
-        hi = lo + 1
-    raw = (hi - lo) / max(1, n)
-    if integer:
-        raw = max(raw, 1.0)
-    mag = 10 ** math.floor(math.log10(raw))
-    steps = (1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)
-    step = next(m * mag for m in steps if m * mag >= raw)
-    start = math.floor(lo / step) * step
-    ticks, v = [], start
-    while v <= hi + step * 1e-9:
-        if v >= lo - step * 1e-9:
-            ticks.append(round(v, 10))
-        v += step
-    return ticks
+class Plot:
+    """A matplotlib figure being drawn: `mark` an artist with its tooltip, then `svg()`."""
 
+    def __init__(self, fid: str, fig, axes):
+        self.fid, self.fig, self.axes = fid, fig, axes
+        self.marks: dict[str, tuple[str, str]] = {}  # gid -> (class, tooltip)
 
-class Canvas:
-    """An SVG being drawn: append shapes, then `svg()`."""
-
-    def __init__(self, width: int, height: int, title: str):
-        self.w, self.h, self.title, self.parts = width, height, title, []
-
-    def rect(self, x, y, w, h, fill, tip: str | None = None, mark: bool = True, **attrs) -> None:
-        extra = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in attrs.items())
-        cls = ' class="mark"' if mark else ""
-        body = f"<title>{escape(tip)}</title>" if tip else ""
-        self.parts.append(f'<rect{cls} x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
-                          f'fill="{fill}"{extra}>{body}</rect>')
-
-    def line(self, x1, y1, x2, y2, stroke=INK, width=1.0, dash: str | None = None) -> None:
-        d = f' stroke-dasharray="{dash}"' if dash else ""
-        self.parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}" '
-                          f'stroke-width="{width}"{d}/>')
-
-    def text(self, x, y, s: str, size: float = 11, anchor: str = "start", fill: str = INK,
-             weight: str | None = None, rotate: float | None = None, baseline: str | None = None) -> None:
-        w = f' font-weight="{weight}"' if weight else ""
-        r = f' transform="rotate({rotate:.1f} {x:.1f} {y:.1f})"' if rotate else ""
-        b = f' dominant-baseline="{baseline}"' if baseline else ""
-        self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
-                          f'fill="{fill}"{w}{r}{b}>{escape(s)}</text>')
-
-    def path(self, d: str, fill="none", stroke="none", width=1.0, tip: str | None = None, mark=True) -> None:
-        cls = ' class="mark"' if mark else ""
-        body = f"<title>{escape(tip)}</title>" if tip else ""
-        self.parts.append(f'<path{cls} d="{d}" fill="{fill}" stroke="{stroke}" stroke-width="{width}">{body}</path>')
-
-    def polyline(self, pts: Sequence[tuple[float, float]], stroke, width=1.5, tip: str | None = None) -> None:
-        p = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-        body = f"<title>{escape(tip)}</title>" if tip else ""
-        self.parts.append(f'<polyline class="mark" points="{p}" fill="none" stroke="{stroke}" '
-                          f'stroke-width="{width}" stroke-linejoin="round">{body}</polyline>')
+    def mark(self, artist, tip: str, cls: str = "mark") -> None:
+        gid = f"{self.fid}-{cls}{len(self.marks)}"
+        artist.set_gid(gid)
+        self.marks[gid] = (cls, tip)
 
     def svg(self) -> str:
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" viewBox="0 0 {self.w} {self.h}" '
-                f'width="{self.w}" height="{self.h}" role="img" font-family="{FONT}">'
-                f'<title>{escape(self.title)}</title><rect x="0" y="0" width="{self.w}" height="{self.h}" '
-                f'fill="#ffffff"/>' + "".join(self.parts) + "</svg>")
+        import matplotlib
+        from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+        FigureCanvasSVG(self.fig)
+        buf = io.StringIO()
+        with matplotlib.rc_context({**_rc(), "svg.hashsalt": f"instructgen-{self.fid}"}):
+            self.fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None,
+                                                           "Type": None})
+        s = buf.getvalue()
+        s = s[s.index("<svg"):]  # the XML prolog and DOCTYPE: not allowed inline, and the DOCTYPE is a URL
+
+        def tag(m: re.Match) -> str:
+            cls, tip = self.marks[m.group(1)]
+            return f'<g id="{m.group(1)}" class="{cls}"><title>{escape(tip)}</title>'
+
+        if self.marks:
+            s = re.sub(r'<g id="(' + "|".join(map(re.escape, self.marks)) + r')">', tag, s)
+        # every id (matplotlib's "figure_1", "axes_1", ...) and every reference to one carry the figure's id, so
+        # the figures of one page never share an id
+        # smaller, same picture: no indentation between elements, coordinates to 1/100 pt
+        s = re.sub(r">\s+<", "><", s)
+        s = re.sub(r'\s(d|x|y|x1|x2|y1|y2|transform|points)="([^"]*)"',
+                   lambda m: f' {m.group(1)}="' + re.sub(r"(\.\d\d)\d+", r"\1", re.sub(r"\s+", " ", m.group(2))) + '"',
+                   s)
+        own = re.escape(self.fid) + "-"
+        s = re.sub(r'(\sid="|url\(#|href="#)(?!' + own + ")", lambda m: m.group(1) + self.fid + "-", s)
+        return s.strip()
 
 
-class Axes:
-    """A plot area inside a canvas with linear x and y scales and labelled, gridded axes."""
-
-    def __init__(self, c: Canvas, xlim, ylim, left=56, right=16, top=34, bottom=46):
-        self.c, self.x0, self.x1 = c, left, c.w - right
-        self.y0, self.y1 = c.h - bottom, top  # pixel y of data ylim[0] and ylim[1]
-        self.xlim, self.ylim = xlim, ylim
-
-    def x(self, v: float) -> float:
-        a, b = self.xlim
-        return self.x0 + (v - a) / ((b - a) or 1) * (self.x1 - self.x0)
-
-    def y(self, v: float) -> float:
-        a, b = self.ylim
-        return self.y0 - (v - a) / ((b - a) or 1) * (self.y0 - self.y1)
-
-    def draw(self, xticks, yticks, xlabel: str, ylabel: str, xfmt=fmt_num) -> None:
-        c = self.c
-        for t in yticks:
-            c.line(self.x0, self.y(t), self.x1, self.y(t), stroke=GRID)
-            c.text(self.x0 - 6, self.y(t) + 4, fmt_num(t), size=10, anchor="end")
-        for t in xticks:
-            c.line(self.x(t), self.y0, self.x(t), self.y0 + 4)
-            c.text(self.x(t), self.y0 + 16, xfmt(t), size=10, anchor="middle")
-        c.line(self.x0, self.y0, self.x1, self.y0)
-        c.text((self.x0 + self.x1) / 2, c.h - 8, xlabel, size=11, anchor="middle")
-        c.text(14, (self.y0 + self.y1) / 2, ylabel, size=11, anchor="middle", rotate=-90)
+def _rc() -> dict:
+    return {k: v for k, v in RC.items() if v is not None}
 
 
-def _title(c: Canvas, title: str) -> None:
-    c.text(12, 20, title, size=13, weight="bold")
+def _new(fid: str, width: float, height: float, nrows: int = 1, sharex: bool = False, left: float = 0.62,
+         right: float = 0.15, top: float = 0.45, bottom: float = 0.5, hspace: float = 0.55) -> Plot:
+    """A figure of `nrows` panels with fixed margins in inches (a layout engine would measure every label
+    twice per figure, the slowest part of drawing)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(_rc()):
+        fig = Figure(figsize=(width, height))
+        fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height,
+                            bottom=bottom / height, hspace=hspace)
+        axes = fig.subplots(nrows, 1, sharex=sharex, squeeze=False)[:, 0]
+    return Plot(fid, fig, list(axes))
 
 
-def _legend(c: Canvas, items: Sequence[tuple[str, str]], y: float = 20) -> None:
-    x = c.w - 16
-    for label, color in reversed(items):
-        w = 7 * len(label) + 18
-        x -= w
-        c.rect(x, y - 9, 10, 10, color, mark=False)
-        c.text(x + 14, y, label, size=10)
+# ---------------------------------------------------------------------------------------------- histogram
+
+@dataclass
+class Hist:
+    """A drawn histogram: the SVG, the shared bin edges, each series' counts, and where the threshold is:
+    "in" (inside the data), "widened" (outside it; the axis was widened to show it), "off" (too far: marked at
+    the edge of the axis) or None (no threshold)."""
+
+    svg: str
+    edges: list[float]
+    counts: dict[str, list[int]]
+    threshold: str | None = None
+    xlim: tuple[float, float] = (0.0, 1.0)
+    log: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def quantile(values: Sequence[float], q: float) -> float:
-    s = sorted(values)
-    if not s:
+    import numpy as np
+    if len(values) == 0:
         raise ValueError("quantile of no values")
-    i = min(len(s) - 1, max(0, int(math.ceil(q * len(s))) - 1))
-    return s[i]
+    return float(np.quantile(np.asarray(values, dtype=float), q, method="lower"))
 
 
-def histogram(series: Sequence[tuple[str, Sequence[float]]], title: str, xlabel: str, ylabel: str = "records",
-              bins: int = 24, lo: float | None = None, hi: float | None = None, clip_q: float | None = 0.99,
-              threshold: tuple[float, str] | None = None, colors: Sequence[str] = PALETTE,
-              width: int = 560, height: int = 300) -> str:
-    """Stacked histogram of one or more series sharing bins. Values above the `clip_q` quantile (or `hi`) fall
-    into the last bin, whose tooltip says so, so one long outlier does not flatten the picture."""
-    allv = [float(v) for _, vs in series for v in vs]
-    if not allv:
-        raise ValueError("histogram of no values")
-    lo = min(allv) if lo is None else lo
-    top = max(allv)
-    hi = (quantile(allv, clip_q) if clip_q else top) if hi is None else hi
-    integer = all(float(v).is_integer() for v in allv)
+def bin_edges(values, clip_q: float | None = 0.99, lo: float | None = None, hi: float | None = None,
+              integer: bool = False, bins: int = MAX_BINS) -> list[float]:
+    """Bin edges for `values`: from the smallest value (or `lo`) to the `clip_q` quantile (or `hi`); values
+    beyond fall in the end bins. Whole-number data get whole-number bins. A single value gets one narrow bin
+    around it (not a bar spanning 0 to 1)."""
+    import numpy as np
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        raise ValueError("no values to bin")
+    vmin, vmax = float(v.min()), float(v.max())
+    a = vmin if lo is None else max(lo, vmin)
+    b = (quantile(v, clip_q) if clip_q and v.size > 50 else vmax) if hi is None else min(hi, vmax)
+    if b <= a:  # one value (or everything clipped into one): a narrow bin centred on it
+        w = 1.0 if integer else (abs(a) * 0.02 or 0.01)
+        return [a - w / 2, a + w / 2]
     if integer:
-        step = max(1.0, math.ceil((hi - lo + 1) / bins))
-        nb = max(1, int(math.ceil((hi - lo + 1) / step)))
-    else:
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
-        nb, step = bins, (hi - lo) / bins
-    counts = [[0] * nb for _ in series]
-    for k, (_, vs) in enumerate(series):
-        for v in vs:
-            i = int((float(v) - lo) // step)
-            counts[k][min(max(i, 0), nb - 1)] += 1
-    totals = [sum(cs[i] for cs in counts) for i in range(nb)]
-    c = Canvas(width, height, title)
-    _title(c, title)
-    if len(series) > 1:
-        _legend(c, [(name, colors[k % len(colors)]) for k, (name, _) in enumerate(series)])
-    edges_hi = lo + nb * step
-    ax = Axes(c, (lo, edges_hi), (0, max(totals) * 1.08 or 1))
-    ax.draw(nice_ticks(lo, edges_hi, 6, integer=integer), nice_ticks(0, max(totals) or 1, 4, integer=True),
-            xlabel, ylabel)
-    for i in range(nb):
-        a, b = lo + i * step, lo + (i + 1) * step
-        base = 0
-        rng = (f"{fmt_num(a)}-{fmt_num(b - 1)}" if integer and step > 1 else fmt_num(a)) if integer else \
-            f"{a:.3g} to {b:.3g}"
-        if i == nb - 1 and top > b:
-            rng += f" (and above, up to {fmt_num(top)})"
-        for k, (name, _) in enumerate(series):
-            n = counts[k][i]
-            if n:
-                x0, x1 = ax.x(a), ax.x(b)
-                c.rect(x0 + 0.5, ax.y(base + n), x1 - x0 - 1, ax.y(base) - ax.y(base + n),
-                       colors[k % len(colors)], tip=f"{name}: {rng}: {n}")
-            base += n
-    if threshold is not None and lo <= threshold[0] <= edges_hi:
-        tx = ax.x(threshold[0])
-        c.line(tx, ax.y1 - 4, tx, ax.y0, stroke=INK, width=1.5, dash="5,3")
-        c.text(tx + 4, ax.y1 + 8, threshold[1], size=10)
-    return c.svg()
+        step = max(1, math.ceil((b - a + 1) / bins))
+        n = math.ceil((b - a + 1) / step)
+        return [a - 0.5 + i * step for i in range(n + 1)]
+    return [float(x) for x in np.linspace(a, b, bins + 1)]
 
 
-def hbars(rows: Sequence[tuple[str, Sequence[float]]], title: str, xlabel: str,
-          segment_names: Sequence[str] = ("count",), colors: Sequence[str] = PALETTE,
-          notes: Sequence[str] | None = None, width: int = 640, bar_h: int = 22) -> str:
-    """Horizontal stacked bars, one row per label (top to bottom); `notes` are printed right of each bar."""
-    label_w = min(260, 8 + 6.6 * max((len(r[0]) for r in rows), default=4))
-    height = 60 + bar_h * len(rows) + 36
-    c = Canvas(width, height, title)
-    _title(c, title)
-    if len(segment_names) > 1:
-        _legend(c, [(n, colors[k % len(colors)]) for k, n in enumerate(segment_names)])
-    note_w = 120 if notes else 16
-    vmax = max((sum(v) for _, v in rows), default=1) or 1
-    ax = Axes(c, (0, vmax * 1.02), (0, 1), left=label_w, right=note_w, top=34, bottom=36 + 0)
-    ax.y0 = 34 + bar_h * len(rows) + 8
-    for t in nice_ticks(0, vmax, 5, integer=all(float(v).is_integer() for _, vs in rows for v in vs)):
-        c.line(ax.x(t), 34, ax.x(t), ax.y0, stroke=GRID)
-        c.text(ax.x(t), ax.y0 + 14, fmt_num(t), size=10, anchor="middle")
-    c.text((ax.x0 + ax.x1) / 2, ax.y0 + 30, xlabel, size=11, anchor="middle")
-    for r, (label, values) in enumerate(rows):
-        y = 38 + r * bar_h
-        c.text(label_w - 6, y + bar_h * 0.62, label if len(label) <= 40 else label[:39] + "…", size=10.5,
-               anchor="end")
-        acc = 0.0
-        for k, v in enumerate(values):
-            if v > 0:
-                c.rect(ax.x(acc), y + 2, ax.x(acc + v) - ax.x(acc), bar_h - 6, colors[k % len(colors)],
-                       tip=f"{label}: {segment_names[k % len(segment_names)]} {fmt_num(v)}")
-            acc += v
-        if notes:
-            c.text(ax.x(acc) + 4, y + bar_h * 0.62, notes[r], size=10, fill="#555")
-    return c.svg()
-
-
-def lines(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str,
-          colors: Sequence[str] = PALETTE, widths: Sequence[float] | None = None, width: int = 560,
-          height: int = 300) -> str:
-    """One polyline per (name, xs, ys) series, on shared axes."""
-    xs = [x for _, sx, _ in series for x in sx]
-    ys = [y for _, _, sy in series for y in sy]
-    if not xs:
-        raise ValueError("line plot of no points")
-    ylo, yhi = min(ys), max(ys)
-    pad = (yhi - ylo) * 0.08 or abs(yhi) * 0.1 or 1
-    c = Canvas(width, height, title)
-    _title(c, title)
-    if len(series) > 1:
-        _legend(c, [(n, colors[k % len(colors)]) for k, (n, _, _) in enumerate(series)])
-    ax = Axes(c, (min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1), (ylo - pad, yhi + pad))
-    ax.draw(nice_ticks(*ax.xlim, 6), nice_ticks(*ax.ylim, 4), xlabel, ylabel)
-    for k, (name, sx, sy) in enumerate(series):
-        pts = [(ax.x(x), ax.y(y)) for x, y in zip(sx, sy)]
-        w = widths[k] if widths else 1.8
-        if len(pts) == 1:
-            c.rect(pts[0][0] - 3, pts[0][1] - 3, 6, 6, colors[k % len(colors)], tip=f"{name}: {sy[0]:.4g}")
+def histogram(fid: str, series: Sequence[tuple[str, Sequence[float]]], title: str, xlabel: str,
+              unit: str = "records", colors: Sequence[str] = PALETTE, threshold: tuple[float, str] | None = None,
+              clip_q: float | None = 0.99, lo: float | None = None, hi: float | None = None,
+              width: float = 5.4, height: float = 3.0) -> Hist:
+    """One panel per series (kept above dropped), sharing bins and the x axis, each with its own count axis,
+    so 34 kept records beside 7,639 dropped ones are as visible as the dropped. The threshold is drawn as a
+    dashed line in every panel; when it lies outside the data the axis is widened to show it, unless it is
+    more than WIDEN data spans away, when an arrow at the axis edge marks it (`Hist.threshold` says which)."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+    series = [(name, np.asarray(vals, dtype=float)) for name, vals in series if len(vals)]
+    if not series:
+        raise ValueError(f"{title}: no values")
+    allv = np.concatenate([v for _, v in series])
+    integer = bool(np.all(allv == np.round(allv))) and float(allv.max() - allv.min()) >= 1
+    edges = bin_edges(allv, clip_q, lo, hi, integer)
+    first, last = edges[0], edges[-1]
+    p = _new(fid, width, height if len(series) == 1 else height + 1.5 * (len(series) - 1), len(series),
+             sharex=True, top=0.6)
+    counts: dict[str, list[int]] = {}
+    span = last - first
+    if len(edges) == 2:  # one value: a narrow bar on an axis wide enough to read it as one value
+        span = max(abs(first + last) / 2, 8.0 if integer else 1.0)
+    mid = (first + last) / 2
+    x0, x1 = min(first - 0.02 * span, mid - span / 2), max(last + 0.02 * span, mid + span / 2)
+    where = None
+    if threshold is not None:
+        t = threshold[0]
+        if first <= t <= last:
+            where = "in"
+        elif min(abs(t - first), abs(t - last)) <= WIDEN * span and math.isfinite(t):
+            where = "widened"
+            x0, x1 = min(x0, t - 0.04 * span), max(x1, t + 0.04 * span)
         else:
-            c.polyline(pts, colors[k % len(colors)], width=w, tip=f"{name}: {len(pts)} points, last {sy[-1]:.4g}")
-    return c.svg()
+            where = "off"
+    for i, (ax, (name, vals)) in enumerate(zip(p.axes, series)):
+        c, _ = np.histogram(np.clip(vals, first, last), bins=edges)
+        counts[name] = [int(x) for x in c]
+        color = colors[i % len(colors)]
+        for j, n in enumerate(counts[name]):
+            if not n:
+                continue
+            a, b = edges[j], edges[j + 1]
+            lo_txt = f"{fmt_num(a + 0.5)}" if integer else f"{a:.3g}"
+            hi_txt = f"{fmt_num(b - 0.5)}" if integer else f"{b:.3g}"
+            rng = (f"= {fmt_num((a + b) / 2)}" if len(edges) == 2 else
+                   f"{lo_txt}" + ("" if integer and b - a == 1 else f"-{hi_txt}"))
+            if j == len(counts[name]) - 1 and float(vals.max()) > b:
+                rng += f" and above, up to {fmt_num(float(vals.max()))}"
+            if j == 0 and float(vals.min()) < a:
+                rng += f" and below, down to {fmt_num(float(vals.min()))}"
+            (bar,) = ax.bar([(a + b) / 2], [n], width=(b - a) * 0.96, color=color)
+            p.mark(bar, f"{name} {rng}: {n}")
+        ax.set_title(f"{name}: {len(vals):,} {unit}", loc="left", fontsize=9, color=color)
+        ax.set_ylabel(unit)
+        ax.set_xlim(x0, x1)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
+        if integer:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if threshold is not None:
+            t, label = threshold
+            if where == "off":  # written at the edge on the threshold's side, with an arrow pointing there
+                right = t > last
+                txt = ax.text(0.99 if right else 0.01, 0.93, f"{label} \u2192" if right else f"\u2190 {label}",
+                              transform=ax.transAxes, ha="right" if right else "left", va="top", fontsize=8,
+                              color=INK, bbox={"facecolor": "white", "edgecolor": "#888888", "pad": 2})
+                p.mark(txt, f"{label}: off the axis at {t:g}", cls="threshold")
+            else:
+                line = ax.axvline(t, color=INK, linestyle="--", linewidth=1.2)
+                p.mark(line, label, cls="threshold")
+                if i == 0:  # the label on the side of the line with more room
+                    right_half = t > (x0 + x1) / 2
+                    ax.annotate(label, xy=(t, 1.0), xycoords=("data", "axes fraction"),
+                                xytext=(-3 if right_half else 3, -10), textcoords="offset points", fontsize=8,
+                                color=INK, ha="right" if right_half else "left")
+    p.axes[0].figure.suptitle(title, fontsize=10)
+    p.axes[-1].set_xlabel(xlabel)
+    return Hist(p.svg(), edges, counts, where, (x0, x1))
 
 
-def grouped_bars(categories: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], title: str,
-                 ylabel: str, colors: Sequence[str] = PALETTE, width: int = 420, height: int = 300) -> str:
-    """Vertical bars: one group per category, one bar per series, value printed above each bar."""
-    vmax = max((v for _, vs in series for v in vs), default=1) or 1
-    c = Canvas(width, height, title)
-    _title(c, title)
-    _legend(c, [(n, colors[k % len(colors)]) for k, (n, _) in enumerate(series)], y=40)
-    ax = Axes(c, (0, len(categories)), (0, vmax * 1.15), top=54)
-    ax.draw([], nice_ticks(0, vmax * 1.1, 4), "", ylabel)
-    gw = (ax.x1 - ax.x0) / len(categories)
-    bw = gw * 0.7 / len(series)
-    for i, cat in enumerate(categories):
-        c.text(ax.x0 + gw * (i + 0.5), ax.y0 + 16, cat, size=11, anchor="middle")
-        for k, (name, vs) in enumerate(series):
-            v = vs[i]
-            x = ax.x0 + gw * i + gw * 0.15 + k * bw
-            c.rect(x, ax.y(v), bw - 2, ax.y0 - ax.y(v), colors[k % len(colors)], tip=f"{cat}, {name}: {v:.4g}")
-            c.text(x + bw / 2 - 1, ax.y(v) - 4, f"{v:.3g}", size=10, anchor="middle")
-    return c.svg()
+# ------------------------------------------------------------------------------------------------- bars
+
+def funnel(fid: str, rows: Sequence[tuple[str, int, int]], title: str, unit: str = "records") -> tuple[str, bool]:
+    """Kept and dropped counts per filter step, as two bars each, with the number written beside each bar.
+    A log count axis when the counts differ by more than 50 times (34 kept beside 7,639 dropped stays
+    visible); returns (svg, log scale used)."""
+    nonzero = [v for _, k, d in rows for v in (k, d) if v > 0]
+    if not nonzero:
+        raise ValueError(f"{title}: no counts")
+    log = max(nonzero) / min(nonzero) > 50
+    label_in = 0.2 + 0.075 * max(len(r[0]) for r in rows)  # ~0.075 in per character at 9 pt
+    p = _new(fid, 5.6 + label_in, 0.95 + 0.42 * len(rows), left=label_in, right=0.2, top=0.35, bottom=0.5)
+    ax = p.axes[0]
+    base = 0.7 if log else 0.0
+    for i, (label, kept, dropped) in enumerate(rows):
+        y = len(rows) - 1 - i
+        for off, n, color, what in ((0.2, kept, KEPT, "kept"), (-0.2, dropped, DROPPED, "dropped")):
+            if n > 0:
+                (bar,) = ax.barh([y + off], [n - base], left=base, height=0.38, color=color)
+                p.mark(bar, f"{label}: {what} {n:,}")
+            ax.annotate(f"{n:,} {what}" if n or what == "kept" else "none dropped", xy=(max(n, base), y + off),
+                        xytext=(3, 0), textcoords="offset points", va="center", fontsize=8, color=INK,
+                        annotation_clip=False)
+    ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
+    ax.set_ylim(-0.55, len(rows) - 0.45)
+    ax.grid(axis="y", visible=False)
+    if log:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+        ax.set_xscale("log")
+        ax.set_xlim(base, max(nonzero) * 8)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_num(v)))  # 1, 10, 100, 1k: not 10^0
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_xlim(0, max(nonzero) * 1.25)
+    ax.set_xlabel(unit + (" (log scale)" if log else ""))
+    ax.set_title(title, loc="left")
+    return p.svg(), log
 
 
-def _lighter(color: str, k: float = 0.35) -> str:
-    """The colour mixed with white (outer ring of the sunburst)."""
-    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
-    return "#" + "".join(f"{int(v + (255 - v) * k):02x}" for v in (r, g, b))
+def grouped_bars(fid: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], title: str,
+                 ylabel: str, colors: Sequence[str] = PALETTE, width: float = 5.0, height: float = 3.2) -> str:
+    """Bars grouped by label, one per series, each with its value written above it."""
+    p = _new(fid, width, height, right=1.0, top=0.35)
+    ax = p.axes[0]
+    n = len(series)
+    w = 0.8 / max(1, n)
+    for s, (name, vals) in enumerate(series):
+        for i, v in enumerate(vals):
+            (bar,) = ax.bar([i - 0.4 + w * (s + 0.5)], [v], width=w * 0.92, color=colors[s % len(colors)],
+                            label=name if i == 0 else None)
+            p.mark(bar, f"{labels[i]}, {name}: {v:.4g}")
+            ax.annotate(f"{v:.3g}", xy=(i - 0.4 + w * (s + 0.5), v), xytext=(0, 2), textcoords="offset points",
+                        ha="center", fontsize=7, color=INK)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.grid(axis="x", visible=False)
+    ax.set_ylabel(ylabel)
+    p.fig.suptitle(title, x=0.03, ha="left", fontsize=10)  # over the whole width: the legend takes the right
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return p.svg()
 
 
-def _polar(cx, cy, r, a):
-    return cx + r * math.sin(a), cy - r * math.cos(a)
+def lines(fid: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], title: str, xlabel: str,
+          ylabel: str, colors: Sequence[str] = PALETTE, widths: Sequence[float] = ()) -> str:
+    p = _new(fid, 5.4, 3.0, top=0.35)
+    ax = p.axes[0]
+    for i, (name, xs, ys) in enumerate(series):
+        (ln,) = ax.plot(xs, ys, color=colors[i % len(colors)], linewidth=widths[i] if i < len(widths) else 1.5,
+                        label=name)
+        p.mark(ln, f"{name}: {len(ys)} points, {ys[0]:.4g} -> {ys[-1]:.4g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left")
+    ax.legend(fontsize=8)
+    return p.svg()
 
 
-def _sector(cx, cy, r0, r1, a0, a1) -> str:
-    a1 = min(a1, a0 + 2 * math.pi - 1e-4)
-    large = 1 if a1 - a0 > math.pi else 0
-    p = [_polar(cx, cy, r1, a0), _polar(cx, cy, r1, a1), _polar(cx, cy, r0, a1), _polar(cx, cy, r0, a0)]
-    return (f"M{p[0][0]:.2f},{p[0][1]:.2f} A{r1},{r1} 0 {large} 1 {p[1][0]:.2f},{p[1][1]:.2f} "
-            f"L{p[2][0]:.2f},{p[2][1]:.2f} A{r0},{r0} 0 {large} 0 {p[3][0]:.2f},{p[3][1]:.2f} Z")
-
-
-def _radial_label(c: Canvas, cx, cy, r, a, text, size) -> None:
-    x, y = _polar(cx, cy, r, a)
-    deg = math.degrees(a) - 90
-    if math.pi < a % (2 * math.pi) < 2 * math.pi:
-        deg += 180  # keep text upright on the left half
-    c.text(x, y, text, size=size, anchor="middle", rotate=deg, baseline="central")
-
-
-def sunburst(tree: Sequence[tuple[str, int, Sequence[tuple[str, int]]]], title: str, size: int = 560) -> str:
-    """Inner ring: verbs sized by count; outer ring: each verb's objects (the rest as a blank remainder).
-    The Self-Instruct paper's Figure 2 draws the same picture."""
-    total = sum(n for _, n, _ in tree)
-    if not total:
-        raise ValueError("sunburst of no counts")
-    c = Canvas(size, size + 20, title)
-    _title(c, title)
-    cx, cy = size / 2, size / 2 + 24
-    r0, r1, r2 = size * 0.09, size * 0.25, size * 0.44
-    a = 0.0
-    for k, (verb, n, objs) in enumerate(tree):
-        span = 2 * math.pi * n / total
-        color = PALETTE[k % len(PALETTE)]
-        c.path(_sector(cx, cy, r0, r1, a, a + span), fill=color, stroke="#fff", tip=f"{verb}: {n}")
-        if span > 0.07:
-            _radial_label(c, cx, cy, (r0 + r1) / 2, a + span / 2, verb, 11 if span > 0.15 else 9)
-        b = a
+def sunburst(fid: str, tree: Sequence[tuple[str, int, Sequence[tuple[str, int]]]], title: str) -> str:
+    """Two rings: the verbs (inner) and each verb's most common objects (outer; the rest of a verb's
+    instructions left blank)."""
+    if not tree:
+        raise ValueError(f"{title}: nothing to draw")
+    p = _new(fid, 5.0, 5.0, left=0.1, right=0.1, top=0.4, bottom=0.1)
+    ax = p.axes[0]
+    ax.grid(False)
+    ax.set_aspect("equal")
+    total = sum(c for _, c, _ in tree)
+    inner, _ = ax.pie([c for _, c, _ in tree], radius=0.62, startangle=90, counterclock=False,
+                      colors=[PALETTE[i % len(PALETTE)] for i in range(len(tree))],
+                      wedgeprops={"width": 0.34, "edgecolor": "white", "linewidth": 0.8})
+    outer_vals, outer_colors, outer_tips, outer_labels = [], [], [], []
+    for i, (verb, c, objs) in enumerate(tree):
         for obj, m in objs:
-            s = span * m / n
-            c.path(_sector(cx, cy, r1, r2, b, b + s), fill=_lighter(color), stroke="#fff", tip=f"{verb} {obj}: {m}")
-            if s > 0.035:
-                _radial_label(c, cx, cy, (r1 + r2) / 2, b + s / 2, obj, 9.5 if s > 0.06 else 8)
-            b += s
-        a += span
-    return c.svg()
+            outer_vals.append(m)
+            outer_colors.append(PALETTE[i % len(PALETTE)])
+            outer_tips.append(f"{verb} {obj}: {m}")
+            outer_labels.append(obj if m / total > 0.018 else "")
+        rest = c - sum(m for _, m in objs)
+        if rest > 0:
+            outer_vals.append(rest)
+            outer_colors.append("#FFFFFF")
+            outer_tips.append(None)
+            outer_labels.append("")
+    outer, _ = ax.pie(outer_vals, radius=1.0, startangle=90, counterclock=False, colors=outer_colors,
+                      wedgeprops={"width": 0.36, "edgecolor": "white", "linewidth": 0.6, "alpha": 0.75})
+    for (verb, c, _), w in zip(tree, inner):
+        p.mark(w, f"{verb}: {c}")
+        if c / total > 0.03:
+            ang = math.radians((w.theta1 + w.theta2) / 2)
+            ax.text(0.45 * math.cos(ang), 0.45 * math.sin(ang), verb, ha="center", va="center", fontsize=8,
+                    color="white", fontweight="bold")
+    for w, tip, label in zip(outer, outer_tips, outer_labels):
+        if tip is not None:
+            p.mark(w, tip)
+        if label:
+            ang = math.radians((w.theta1 + w.theta2) / 2)
+            ax.text(0.82 * math.cos(ang), 0.82 * math.sin(ang), label, ha="center", va="center", fontsize=7,
+                    color=INK)
+    ax.set_xlim(-1.04, 1.04)  # pie() leaves a quarter of the radius empty on every side
+    ax.set_ylim(-1.04, 1.04)
+    ax.set_title(title, loc="left")
+    return p.svg()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,8 +39,9 @@ OBJECT_SKIP = {"a", "an", "the", "me", "us", "him", "her", "them", "my", "your",
 OBJECT_STOP = {"of", "to", "for", "in", "on", "about", "with", "from", "by", "at", "as", "into", "that", "if",
                "whether", "how", "what", "why", "when", "where", "who", "which", "and", "or", "is", "are", "be"}
 VERB_OBJECT_METHOD = (
-    "heuristic: the first word of the instruction, after skipping an opening 'Given ..., ' / 'If ..., ' clause "
-    "and polite lead-ins ('please', 'can you'), is taken as the verb when it is not a question word, determiner "
+    "heuristic: the first word of the instruction, after skipping boilerplate that opens many instructions "
+    "alike, a field label ('Instruction:'), an opening 'Given ..., ' / 'If ..., ' clause and polite lead-ins "
+    "('please', 'can you'), is taken as the verb when it is not a question word, determiner "
     "or pronoun; its object is the next word that is not a determiner, pronoun, number or common modifier "
     "(plural -s folded). The Self-Instruct paper used a constituency parser; this is a dependency-free "
     "approximation.")
@@ -59,10 +61,46 @@ def _singular(w: str) -> str:
     return w
 
 
-def verb_object(instruction: str) -> tuple[str | None, str | None]:
+# a leading segment: a [tag], or text up to a newline, a colon or the end of a sentence
+_HEAD = re.compile(r"\s*(?:\[[^\]\n]{1,60}\]|[^\n]{1,300}?(?:\n|:(?=\s)|[.!?](?=\s)))\s*")
+
+
+def _head(text: str) -> str | None:
+    m = _HEAD.match(text)
+    return m.group(0) if m and m.end() < len(text.rstrip()) else None
+
+
+def leading_boilerplate(texts: Sequence[str], share: float = 0.3, min_count: int = 3) -> list[str]:
+    """Leading segments (a `[tag]`, or text up to a newline, a colon or a sentence end) that open at least
+    `share` of the texts, outermost first: boilerplate such as "Toolformer: " or a fixed preamble that a
+    recipe or an imported data set puts before every instruction. Its first word is not the verb."""
+    found: list[str] = []
+    rest = list(texts)
+    for _ in range(4):  # a preamble can be several segments long
+        heads = Counter(h for h in map(_head, rest) if h)
+        if not heads:
+            break
+        seg, n = heads.most_common(1)[0]
+        if n < max(min_count, share * len(texts)):
+            break
+        found.append(seg)
+        rest = [t[len(seg):] if t.startswith(seg) else t for t in rest]
+    return found
+
+
+def strip_boilerplate(text: str, boilerplate: Sequence[str]) -> str:
+    for seg in boilerplate:
+        if text.startswith(seg):
+            text = text[len(seg):]
+    return text
+
+
+def verb_object(instruction: str, boilerplate: Sequence[str] = ()) -> tuple[str | None, str | None]:
     """(leading verb, its object) of an imperative instruction, or (None, None) for a question or statement;
-    the object is None when none is found within four words (see VERB_OBJECT_METHOD)."""
-    toks = _TOKEN.findall(instruction[:240].lower())  # the opening is all that matters; prompts can be long
+    the object is None when none is found within four words (see VERB_OBJECT_METHOD). `boilerplate`
+    (from `leading_boilerplate`) is cut from the front first."""
+    # the opening is all that matters; prompts can be long
+    toks = _TOKEN.findall(strip_boilerplate(instruction, boilerplate)[:240].lower())
     if toks and toks[0] in CLAUSE_OPENERS and "," in toks[:40]:
         toks = toks[toks.index(",") + 1:]
     changed = True
@@ -70,6 +108,8 @@ def verb_object(instruction: str) -> tuple[str | None, str | None]:
         changed = False
         if toks[0] in FILLERS:
             toks, changed = toks[1:], True
+        elif len(toks) > 2 and toks[1] == ":" and toks[0].isalpha():  # a field label: "Instruction: Write ..."
+            toks, changed = toks[2:], True
         for phrase in LEAD_PHRASES:
             if tuple(toks[:len(phrase)]) == phrase:
                 toks, changed = toks[len(phrase):], True

@@ -120,6 +120,10 @@ def make_run(root: Path, stages=("instructions", "instances", "curated", "train"
                                      for _ in range(rng.randint(1, 8))))
                         for j in range(k)]
         t2.is_classification = t.instruction.startswith("Classify")
+        # the instance rules' drops inside a kept task, as generator/instances.py records them
+        t2.meta["dropped_instances"] = ([{"input": "", "output": "", "reason": "empty_output"}] if i % 5 == 0 else
+                                        [{"input": "x", "output": "y", "reason": "over_max_instances"}] * 2
+                                        if i % 4 == 1 else [])
         tasks.append(t2)
     if "instances" in stages:
         d = root / "instances"
@@ -188,3 +192,27 @@ def make_run(root: Path, stages=("instructions", "instances", "curated", "train"
                                     "after": t.instances[0].output[:30]}) + "\n")
         (d / "adapter").mkdir(exist_ok=True)
     return root
+
+
+def make_curated(path: Path, kept: list[Task], rejected: list[Task], filters: list[dict]) -> Path:
+    """A finished `gen curate` folder holding these records and a stats.json with these filter entries
+    (name, filter, records_in, dropped, params), for edge cases a whole fake run does not have."""
+    _stage(path, "curate", {"input": "in", "filters": [f["name"] for f in filters]}, None)
+    stats = {"records_in": len(kept) + len(rejected), "kept": len(kept), "rejected": len(rejected),
+             "filters": [dict({"records_in": len(kept) + len(rejected), "dropped": {}, "params": {}, "note": None},
+                              **f) for f in filters]}
+    (path / "stats.json").write_text(json.dumps(stats))
+    write_jsonl(path / "kept.jsonl", kept)
+    write_jsonl(path / "rejected.jsonl", rejected)
+    return path
+
+
+def tasks(n: int, prefix: str = "t", text=lambda i: f"Write a poem about the number {i}.", **scores) -> list[Task]:
+    """n records with the given instruction text and scores (each a value or a function of the index), each
+    with one instance."""
+    out = []
+    for i in range(n):
+        t = Task(id=f"{prefix}{i:06d}", instruction=text(i), instances=[Instance("", f"Answer {i}.")])
+        t.scores = {k: float(v(i) if callable(v) else v) for k, v in scores.items()}
+        out.append(t)
+    return out

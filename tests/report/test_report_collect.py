@@ -35,11 +35,34 @@ def test_funnel_steps_chain_in_filter_order(tmp_path):
     assert [(s.stage, s.name) for s in steps] == [
         ("instructions", "parse"), ("instructions", "length"), ("instructions", "blacklist"),
         ("instructions", "prefix"), ("instructions", "rouge_l"), ("instances", "instance_rules"),
-        ("curated", "minhash"), ("curated", "readability")]
+        ("instances", "instance rules (each instance)"), ("curated", "minhash"), ("curated", "readability")]
     for a, b in zip(steps[:4], steps[1:5]):
         assert b.records_in == a.kept  # within a stage each filter sees what the previous one kept
     assert steps[4].kept == len(run.stages["instructions"].kept)
     assert steps[1].params == {"min_words": 4, "max_words": 150}
+    # the instance rules' drops inside tasks (meta.dropped_instances), counted in instances, not tasks
+    kept_tasks = [i for i in range(60) if i % 10 != 9]
+    inst = steps[6]
+    assert inst.unit == "instances" and inst.dropped == {
+        "over_max_instances": 2 * sum(i % 4 == 1 and i % 5 != 0 for i in kept_tasks),
+        "empty_output": sum(i % 5 == 0 for i in kept_tasks)}
+    assert inst.kept == sum(len(t.instances) for t in run.stages["instances"].kept)
+
+
+def test_streamed_and_loaded_runs_give_the_same_figures_and_steps(tmp_path):
+    from instructgen.report.digest import digests
+    root = make_run(tmp_path / "run", stages=("instructions", "instances", "curated"))
+    loaded, streamed = load_run(root), load_run(root, records=False)
+    assert streamed.stages["curated"].kept == [] and not streamed.stages["curated"].loaded
+
+    def seen(run):  # what the figures and samples are made of
+        return {k: (d.kept, d.rejected, d.instances, dict(d.instance_drops), {s: tuple(map(list, v)) for s, v in
+                                                                              d.scores.items()},
+                    [t.id for t in d.kept_sample], {r: [t.id for t in v] for r, v in d.dropped_sample.items()})
+                for k, d in digests(run).items()}
+
+    assert seen(loaded) == seen(streamed) and seen(streamed)["curated"][:2] == (42, 12)
+    assert [vars(s) for s in funnel_steps(loaded)] == [vars(s) for s in funnel_steps(streamed)]
 
 
 def test_missing_and_incomplete(tmp_path):

@@ -91,8 +91,13 @@ def test_page_is_self_contained(full_report):
     html = full_report.read_text()
     assert html.startswith("<!-- instructgen report -->")
     # no fetch of anything: no script, stylesheet link, image source, CSS url() or import
-    assert not re.search(r"<script|<link|<img|<iframe|url\(|@import|\bsrc\s*=", html, re.I)
-    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) <= {"http://www.w3.org/2000/svg"}
+    assert not re.search(r"<script|<link|<img|<iframe|url\((?!#)|@import|\bsrc\s*=", html, re.I)  # url(#id): same page
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "two inline figures share an element id"
+    assert set(re.findall(r'(?:url\(#|href="#)([^")]+)', html)) <= set(ids)  # every reference resolves
+    # the SVG and XLink namespace names are identifiers, not fetches
+    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) <= {"http://www.w3.org/2000/svg",
+                                                                "http://www.w3.org/1999/xlink"}
 
 
 def test_every_figure_is_drawn_with_marks(full_report):
@@ -108,7 +113,8 @@ def test_page_shows_funnel_reasons_samples_and_training(full_report):
     for text in ("rouge_l&gt;0.70: 10", "minhash&gt;0.80: 8", "threshold=0.8", "min_words=4; max_words=150",
                  "conflicting_outputs", "Dropped, with reasons", "Kept (curated)", "Evaluation samples",
                  "gen instructions --config instructgen/instructions/config.yaml", "transformers:smollm2-135m",
-                 "temperature=0.7", "the filter&#x27;s minimum 10", "1 record(s) with nothing earlier to compare"):
+                 "temperature=0.7", "the threshold 10 (curated step readability: min_reading_ease)",
+                 "1 record(s) with nothing earlier to compare", "instance rules (each instance)"):
         assert text in html, text
     assert 'id="missing"' not in html  # all four stages are there
     dropped = re.search(r'<table class="dropped">(.*?)</table>', html, re.S).group(1)
@@ -126,7 +132,7 @@ def test_chromium_renders_every_figure(full_report, tmp_path):
     for fid, body in figs.items():
         svg = re.search(r"<svg.*?</svg>", body, re.S)
         assert svg, f"{fid}: no svg in the rendered DOM"
-        marks = re.findall(r'<(rect|path|polyline)[^>]*class="mark"', svg.group(0))
+        marks = re.findall(r'<g id="[^"]*" class="mark"><title>[^<]*</title>\s*<(?:path|use)', svg.group(0))
         assert len(marks) >= 2, f"{fid}: the rendered svg has no marks"
 
     shot = tmp_path / "report.png"

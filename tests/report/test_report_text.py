@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from instructgen.report.text import flesch_reading_ease, syllables, token_counter, verb_object, word_count
+from instructgen.report.text import (flesch_reading_ease, leading_boilerplate, syllables, token_counter, verb_object,
+                                     word_count)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -23,6 +24,8 @@ from instructgen.report.text import flesch_reading_ease, syllables, token_counte
     ("The following sentence has an error.", (None, None)),
     ("", (None, None)),
     ("1. Do it", (None, None)),
+    ("Instruction: Write a haiku about rain.", ("write", "haiku")),  # a field label is not the verb
+    ("Toolformer: Find the weather in Paris.", ("find", "weather")),
 ])
 def test_verb_object(text, expected):
     assert verb_object(text) == expected
@@ -50,3 +53,15 @@ def test_token_counter_uses_a_local_tokenizer_else_estimates(tmp_path):
     assert not est.exact and "estimate" in est.name
     assert est.count(["abcdefghi", ""]) == [math.ceil(9 / 4), 0]
     assert word_count("  two   words ") == 2
+
+
+def test_leading_boilerplate_is_found_and_cut():
+    texts = [f"Toolformer can call external APIs.\n{v} item {i}." for i, v in
+             enumerate(["Find", "Write", "Give", "List"] * 3)] + ["Write a poem."]
+    boiler = leading_boilerplate(texts)
+    assert boiler == ["Toolformer can call external APIs.\n"]
+    assert verb_object(texts[0]) == ("toolformer", "can") and verb_object(texts[0], boiler) == ("find", "item")
+    assert verb_object("Write a poem.", boiler) == ("write", "poem")
+    # an instruction set that merely shares its verbs has no boilerplate; nor does a lone repeated sentence
+    assert leading_boilerplate(["Write a poem.", "Write a story.", "Write a song.", "Give a list."]) == []
+    assert leading_boilerplate(["Hello.", "Hello.", "Hello."]) == []  # nothing would be left after it
