@@ -4,8 +4,11 @@ A `Task` is an instruction with its instances, where it came from (provenance), 
 (scores) and whether it was kept (verdict). Generation, curation, export and training all read and write it.
 
 Readers accept, unchanged: our own JSONL, the Self-Instruct seed-file format (the same shape), Alpaca JSON
-(a list of {instruction, input, output}) or JSONL, prompt/completion JSONL, chat `messages` JSONL, a plain text
-file with one instruction per line, Parquet, and a folder saved by `datasets.Dataset.save_to_disk`.
+(a list of {instruction, input, output[, system]}) or JSONL, prompt/completion JSONL (strings, or trl's
+conversational lists), chat `messages` and ShareGPT `conversations` JSONL, a plain text file with one
+instruction per line, Parquet, and a folder saved by `datasets.Dataset.save_to_disk`. A conversation must be one
+exchange (an optional leading system turn, kept as `meta["system"]`, one user turn, at most one assistant turn):
+a longer one is refused naming file:line and the field, never cut to its first exchange (`one_exchange`).
 A malformed record raises `RecordError` naming file:line (the real line, also inside a JSON array) and the field
 at fault: bytes that are not UTF-8, JSON nested past Python's recursion limit, a lone surrogate escape (it could
 never be written back as UTF-8), a field of the wrong type, a corrupt or truncated .gz, .parquet or saved dataset.
@@ -338,10 +341,75 @@ def detect_format(obj: dict) -> str:
     return "unknown"
 
 
+ROLES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant"}
+ONE_EXCHANGE = ("instructgen keeps one exchange per record (an optional leading system turn, one user turn, one "
+                "assistant turn) and never cuts a conversation: split it into one record per exchange")
+
+
+def one_exchange(turns: list, keys: list[str], role_key: str, text_key: str, path, line) -> tuple[str, str, str]:
+    """(system, user, assistant) text of a conversation that is one exchange: an optional leading system turn,
+    one user turn, at most one assistant turn after it. Anything longer (several exchanges, a system turn later
+    on, a tool turn) is refused naming the field, never cut to its first exchange. `keys[j]` names the field
+    turn j came from (`messages`, or `prompt` / `completion` for trl's conversational prompt-completion)."""
+    texts: dict[str, str] = {}
+    index: dict[str, int] = {}  # position within its own field, for messages
+    for j, turn in enumerate(turns):
+        k = keys[j]
+        index[k] = index.get(k, -1) + 1
+        at = f"{k}[{index[k]}]"
+        if not isinstance(turn, dict):
+            raise RecordError(path, line, f"field '{at}' must be an object with '{role_key}' and '{text_key}', "
+                                          f"got {_json_type(turn)}")
+        role = ROLES.get(turn.get(role_key)) if isinstance(turn.get(role_key), str) else None
+        if role is None:
+            raise RecordError(path, line, f"field '{at}.{role_key}' is {json.dumps(turn.get(role_key))}; expected "
+                                          "one of system, user, assistant (ShareGPT: human, gpt)")
+        text = _require_str(turn, text_key, path, line, allow_empty=role != "user", label=f"{at}.{text_key}")
+        order = {"system": 0, "user": 1, "assistant": 2}
+        if role in texts or any(order[r] > order[role] for r in texts):
+            n_user = sum(1 for t in turns if isinstance(t, dict) and ROLES.get(t.get(role_key)) == "user")
+            what = (f"a multi-turn conversation ({n_user} user turns)" if n_user > 1 else
+                    f"out of order at {at} (role {role}; expected system?, user, assistant)")
+            raise RecordError(path, line, f"field '{keys[0]}' is {what}; {ONE_EXCHANGE}")
+        texts[role] = text
+    if "user" not in texts:
+        raise RecordError(path, line, f"field '{keys[0]}' has no user turn")
+    return texts.get("system", ""), texts["user"], texts.get("assistant", "")
+
+
+def _system_meta(obj: dict, path, line) -> dict:
+    """{"system": TEXT} from a record's `system` field (LLaMA-Factory's Alpaca column), {} when absent or empty."""
+    if obj.get("system") is None:
+        return {}
+    return {"system": s} if (s := _require_str(obj, "system", path, line, allow_empty=True)) else {}
+
+
+def _conversational_pc(obj: dict, path, line, default_id: str, source: str) -> Task:
+    """trl's conversational prompt-completion: {"prompt": [system?, user], "completion": [assistant]}."""
+    comp = obj["completion"]
+    if not isinstance(comp, list):
+        raise RecordError(path, line, f"field 'completion' must be a list of turns like 'prompt', "
+                                      f"got {_json_type(comp)}")
+    turns = obj["prompt"] + comp
+    keys = ["prompt"] * len(obj["prompt"]) + ["completion"] * len(comp)
+    if any(isinstance(t, dict) and ROLES.get(t.get("role")) == "assistant" for t in obj["prompt"]):
+        raise RecordError(path, line, f"field 'prompt' holds an assistant turn (a multi-turn conversation); "
+                                      f"{ONE_EXCHANGE}")
+    system, instr, out = one_exchange(turns, keys, "role", "content", path, line)
+    meta = {k: v for k, v in obj.items() if k not in ("id", "prompt", "completion")}
+    meta.update({"system": system} if system else {})
+    return Task(id=_record_id(obj, path, line, default_id), instruction=instr,
+                instances=[Instance("", out)] if out else [], source=source, meta=meta)
+
+
 def task_from_obj(obj: dict, path, line, index: int, source: str = "imported") -> Task:
     """Convert one object of any accepted format to a Task; errors name path:line and the field."""
     fmt = detect_format(obj)
     default_id = f"{Path(path).stem}_{index}"
+    if "rendered_for" in obj:  # our `text` / `prompt-completion-text` exports: one model's chat template baked in
+        raise RecordError(path, line, f"this record was rendered with the chat template of "
+                                      f"{obj['rendered_for']!r} (gen export --format text / prompt-completion-text), "
+                                      "which cannot be undone; read the messages, jsonl or prompt-completion export")
     if fmt == "task":
         _check_task_fields(obj, path, line)
         dropped = isinstance(obj.get("verdict"), dict) and obj["verdict"].get("kept") is False
@@ -362,6 +430,9 @@ def task_from_obj(obj: dict, path, line, index: int, source: str = "imported") -
         ic = obj.get("is_classification")
         if ic is not None and not isinstance(ic, bool):
             raise RecordError(path, line, "field 'is_classification' must be true, false or null")
+        _system_meta(obj, path, line)  # type-checked; kept as meta["system"] with the other unknown fields
+        if isinstance(obj.get("meta"), dict) and obj["meta"].get("system") is not None:
+            _require_str(obj["meta"], "system", path, line, allow_empty=True, label="meta.system")
         d = dict(obj, instruction=instruction, instances=instances)
         d["id"] = _record_id(obj, path, line, default_id)
         for key in ("provenance", "scores"):
@@ -377,13 +448,19 @@ def task_from_obj(obj: dict, path, line, index: int, source: str = "imported") -
         instr = _require_str(obj, "instruction", path, line)
         inp = _require_str(obj, "input", path, line, allow_empty=True) if "input" in obj else ""
         out = _require_str(obj, "output", path, line, allow_empty=True) if "output" in obj else ""
+        if obj.get("history"):  # LLaMA-Factory's Alpaca: earlier [query, response] pairs of a conversation
+            raise RecordError(path, line, "field 'history' holds earlier turns of a multi-turn conversation; "
+                                          f"{ONE_EXCHANGE}")
         instances = [Instance(inp, out)] if (inp or out) else []
         return Task(id=_record_id(obj, path, line, default_id), instruction=instr, instances=instances,
-                    source=source)
+                    source=source, meta=_system_meta(obj, path, line))
     if fmt == "prompt_completion":
+        if isinstance(obj["prompt"], list) and obj["prompt"] and all(isinstance(x, dict) for x in obj["prompt"]):
+            return _conversational_pc(obj, path, line, default_id, source)  # trl's conversational form
         prompt = _require_str(obj, "prompt", path, line)
         comp = _require_str(obj, "completion", path, line, allow_empty=True)
         meta = {k: v for k, v in obj.items() if k not in ("id", "prompt", "completion")}
+        meta.update(_system_meta(obj, path, line))
         return Task(id=_record_id(obj, path, line, default_id), instruction=prompt,
                     instances=[Instance("", comp)], source=source, meta=meta)
     if fmt in ("messages", "sharegpt"):
@@ -392,23 +469,10 @@ def task_from_obj(obj: dict, path, line, index: int, source: str = "imported") -
         turns = obj[key]
         if not isinstance(turns, list):
             raise RecordError(path, line, f"field '{key}' must be a list of turns, got {_json_type(turns)}")
-        user = asst = None  # index of the first user and the first assistant turn
-        for j, turn in enumerate(turns):
-            if not isinstance(turn, dict):
-                raise RecordError(path, line, f"field '{key}[{j}]' must be an object with '{role_key}' and "
-                                              f"'{text_key}', got {_json_type(turn)}")
-            role = turn.get(role_key)
-            if user is None and role in ("user", "human"):
-                user = j
-            elif asst is None and role in ("assistant", "gpt"):
-                asst = j
-        if user is None:
-            raise RecordError(path, line, f"field '{key}' has no user turn")
-        instr = _require_str(turns[user], text_key, path, line, label=f"{key}[{user}].{text_key}")
-        out = (_require_str(turns[asst], text_key, path, line, allow_empty=True, label=f"{key}[{asst}].{text_key}")
-               if asst is not None and text_key in turns[asst] else "")
+        system, instr, out = one_exchange(turns, [key] * len(turns), role_key, text_key, path, line)
         return Task(id=_record_id(obj, path, line, default_id), instruction=instr,
-                    instances=[Instance("", out)] if out else [], source=source)
+                    instances=[Instance("", out)] if out else [], source=source,
+                    meta={"system": system} if system else {})
     raise RecordError(path, line, "unrecognised record: expected 'instruction' (task or Alpaca), "
                                   "'prompt'+'completion', or 'messages'")
 

@@ -4,11 +4,13 @@ a template file, nothing is overwritten silently, and the Self-Instruct seed fil
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from instructgen.cli import main as cli_main
-from instructgen.export import FORMATS, export, export_tasks
+from instructgen.export import FORMATS, RENDERED, consumers, export, export_tasks
 from instructgen.records import Instance, RecordError, Task, read_tasks
 from instructgen.rundir import RunDir
 
@@ -25,11 +27,13 @@ def sample_tasks() -> list[Task]:
 
 def load(fmt: str, path, tmp_path):
     import datasets
+    if fmt == "save-to-disk":
+        return datasets.load_from_disk(str(path))
     builder = "parquet" if fmt == "parquet" else "json"
     return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=str(tmp_path / "hf"))
 
 
-@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f not in RENDERED])  # rendered: test_export_consumers.py
 def test_every_format_loads_with_datasets(fmt, tmp_path):
     out = tmp_path / f"train.{fmt}"
     assert export_tasks(sample_tasks(), fmt, out) == 3
@@ -48,8 +52,11 @@ def test_every_format_loads_with_datasets(fmt, tmp_path):
     elif fmt == "sharegpt":
         assert rows[1]["conversations"] == [{"from": "human", "value": "Add the numbers.\n\n10, 1"},
                                             {"from": "gpt", "value": "11"}]
-    else:  # jsonl and parquet carry the same columns
-        assert set(ds.column_names) == {"id", "instruction", "input", "output", "messages"}
+    elif fmt == "prompt-completion":
+        assert rows[0] == {"id": "a-0", "prompt": [{"role": "user", "content": "Add the numbers.\n\n2, 3"}],
+                           "completion": [{"role": "assistant", "content": "5"}]}
+    else:  # jsonl, parquet and save-to-disk carry the same columns
+        assert set(ds.column_names) == {"id", "instruction", "input", "output", "system", "messages"}
         assert [r["id"] for r in rows] == ["a-0", "a-1", "b"] and rows[1]["output"] == "11"
 
 
@@ -141,4 +148,119 @@ def test_self_instruct_seed_file_round_trips_to_alpaca(shared_data, tmp_path):
 def test_format_registry_is_documented_and_matches_the_cli_choices():
     from instructgen.commands.export import FORMAT_NAMES
     assert tuple(FORMATS) == FORMAT_NAMES
-    assert all(callable(writer) and len(what) > 10 for writer, what in FORMATS.values())
+    from instructgen.commands.export import DESCRIPTION
+    for name, (shape, kind, what) in FORMATS.items():
+        assert (shape is None) == (kind == "json") and callable(shape or len) and len(what) > 10
+        assert kind in ("json", "jsonl", "parquet", "folder") and f"\n  {name} " in DESCRIPTION.replace("|", " ")
+
+
+SYSTEM_TASKS = [Task(id="s", instruction="Name a yellow fruit.", instances=[Instance("", "Banana")],
+                     meta={"system": "Answer in one word."}),
+                Task(id="n", instruction="Add the numbers.", instances=[Instance("2, 3", "5")])]
+
+
+@pytest.mark.parametrize("fmt", ["messages", "sharegpt", "prompt-completion", "alpaca", "jsonl"])
+def test_system_prompt_from_the_record_or_the_flag_reaches_every_export_and_reads_back(fmt, tmp_path):
+    """A record's own system prompt is its first turn; --system replaces every record's; our reader (so gen
+    train) reads each export back with the same system prompt."""
+    out = tmp_path / ("x.json" if fmt == "alpaca" else "x.jsonl")
+    export_tasks(SYSTEM_TASKS, fmt, out)
+    assert [t.meta.get("system") for t in read_tasks(out)] == ["Answer in one word.", None]
+    first = json.loads(out.read_text())[0] if fmt == "alpaca" else json.loads(out.read_text().splitlines()[0])
+    if fmt == "sharegpt":
+        assert first["conversations"][0] == {"from": "system", "value": "Answer in one word."}
+    elif fmt == "prompt-completion":
+        assert first["prompt"][0] == {"role": "system", "content": "Answer in one word."}
+    elif fmt == "alpaca":
+        assert first["system"] == "Answer in one word."
+    else:
+        assert first["messages"][0] == {"role": "system", "content": "Answer in one word."}
+    export_tasks(SYSTEM_TASKS, fmt, out, overwrite=True, system="You are terse.")
+    assert [t.meta.get("system") for t in read_tasks(out)] == ["You are terse."] * 2
+
+
+def test_parquet_and_saved_folder_carry_no_datasets_feature_metadata(tmp_path):
+    """datasets 3.x fails on the `List` feature type 4.x writes into the schema metadata and dataset_info.json
+    ("Feature type 'List' not found"): ours carry neither (tests/test_export_consumers.py loads them in 3.6 / 4.0)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    export_tasks(SYSTEM_TASKS, "parquet", tmp_path / "x.parquet")
+    assert not (pq.read_schema(tmp_path / "x.parquet").metadata or {})
+    export_tasks(SYSTEM_TASKS, "save-to-disk", tmp_path / "ds")
+    with pa.memory_map(str(tmp_path / "ds" / "data-00000-of-00001.arrow")) as src:
+        assert not (pa.ipc.open_stream(src).schema.metadata or {})
+    assert "features" not in json.loads((tmp_path / "ds" / "dataset_info.json").read_text())
+    assert [t.meta.get("system") for t in read_tasks(tmp_path / "ds")] == ["Answer in one word.", None]
+
+
+def test_saved_folder_is_replaced_only_when_it_is_a_saved_dataset(tmp_path):
+    export_tasks(SYSTEM_TASKS, "save-to-disk", tmp_path / "ds")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export_tasks(SYSTEM_TASKS[:1], "save-to-disk", tmp_path / "ds")
+    export_tasks(SYSTEM_TASKS[:1], "save-to-disk", tmp_path / "ds", overwrite=True)
+    assert load("save-to-disk", tmp_path / "ds", tmp_path).num_rows == 1
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="not a saved dataset"):
+        export_tasks(SYSTEM_TASKS, "save-to-disk", tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_consumer_snippets_are_written_beside_the_export_without_local_paths(fmt, tmp_path):
+    lf, ax = consumers(fmt, "train.jsonl")
+    assert (lf is None) == (fmt in ("prompt-completion", "prompt-completion-text"))  # LLaMA-Factory has no such
+    assert (ax is None) == (fmt in ("prompt-completion", "prompt-completion-text"))  # format; trl's own
+    if fmt in RENDERED:
+        return  # written the same way; the rendering needs a model (tests/test_export_consumers.py)
+    out = tmp_path / ("train.json" if fmt == "alpaca" else "train" if fmt == "save-to-disk" else f"train.{fmt}")
+    export_tasks(sample_tasks(), fmt, out)
+    side = [tmp_path / f"{out.name}.dataset_info.json", tmp_path / f"{out.name}.axolotl.yaml"]
+    assert [p.exists() for p in side] == [lf is not None, ax is not None]
+    if lf is None:
+        return
+    import yaml
+    entry = json.loads(side[0].read_text())
+    assert list(entry) == ["train"] and entry["train"]["file_name"].startswith(out.name)
+    assert yaml.safe_load(side[1].read_text())["datasets"][0]["path"].startswith(out.name)
+    assert str(tmp_path) not in side[0].read_text() + side[1].read_text()
+    side[1].write_text("precious")
+    (shutil.rmtree if out.is_dir() else Path.unlink)(out)
+    with pytest.raises(FileExistsError, match=r"\.(dataset_info\.json|axolotl\.yaml) exists"):  # a snippet is never overwritten silently
+        export_tasks(sample_tasks(), fmt, out)
+    assert side[1].read_text() == "precious" and not out.exists()
+
+
+def test_rendered_formats_need_a_model(tmp_path):
+    from instructgen.config import ConfigError
+    with pytest.raises(ConfigError, match="--model"):
+        export_tasks(sample_tasks(), "text", tmp_path / "t.jsonl")
+    assert not list(tmp_path.iterdir())
+
+
+def _stage(path, stage, name, tasks, done=True):
+    rd = RunDir(path, stage)
+    rd.open({"x": 1})
+    rd.write_output(name, tasks)
+    if done:
+        rd.mark_completed({})
+
+
+def test_gen_export_of_an_instructions_folder_follows_its_finished_instances_stage(tmp_path, capsys):
+    """`gen instances RUN` writes RUN/instances; `gen export RUN` reads it (and RUN/instances/curate when that
+    is finished too) instead of answering "run gen instances on it first"."""
+    run = tmp_path / "run"
+    _stage(run, "instructions", "instructions.jsonl", [Task(id="g1", instruction="Describe a sunrise.")])
+    _stage(run / "instances", "instances", "tasks.jsonl", sample_tasks())
+    out = tmp_path / "m.jsonl"
+    assert export(run, "messages", out) == 3
+    assert "reading its finished stage" in capsys.readouterr().err
+    _stage(run / "instances" / "curate", "curate", "kept.jsonl", sample_tasks()[1:2])
+    assert export(run, "messages", out, overwrite=True) == 1
+    assert str(run / "instances" / "curate") in capsys.readouterr().err
+    _stage(tmp_path / "r2", "instructions", "instructions.jsonl", [Task(id="g1", instruction="Describe it.")])
+    _stage(tmp_path / "r2" / "instances", "instances", "tasks.jsonl", sample_tasks(), done=False)
+    with pytest.raises(RecordError, match=r"r2/instances: this `gen instances` folder .* is not complete"):
+        export(tmp_path / "r2", "messages", tmp_path / "z")
+    assert not (tmp_path / "z").exists()

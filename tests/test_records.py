@@ -90,3 +90,51 @@ def test_parquet_and_saved_hf_dataset(tmp_path):
     for p in (tmp_path / "x.parquet", tmp_path / "saved"):
         t = read_tasks(p)
         assert t[0].instruction == "Name a color of the sky." and t[0].instances[0].output == "Blue"
+
+
+SYS, USER, ASST = ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a red fruit."},
+                   {"role": "assistant", "content": "Apple."})
+
+
+def test_a_leading_system_turn_or_field_is_kept_as_the_records_system_prompt(tmp_path):
+    src = tmp_path / "chat.jsonl"
+    rows = [{"messages": [SYS, USER, ASST]},
+            {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Name a red fruit."},
+                               {"from": "gpt", "value": "Apple."}]},
+            {"prompt": [SYS, USER], "completion": [ASST]},  # trl's conversational prompt-completion
+            {"instruction": "Name a red fruit.", "input": "", "output": "Apple.", "system": "Be brief."},
+            {"prompt": "Name a red fruit.", "completion": "Apple.", "system": "Be brief."},
+            {"instruction": "Name a red fruit.", "instances": [{"input": "", "output": "Apple."}],
+             "meta": {"system": "Be brief."}}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks = read_tasks(src)
+    assert [(t.instruction, t.instances[0].output, t.meta["system"]) for t in tasks] == \
+        [("Name a red fruit.", "Apple.", "Be brief.")] * len(rows)
+    src.write_text(json.dumps({"messages": [USER, ASST]}) + "\n")
+    assert read_tasks(src)[0].meta == {}
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"messages": [USER, ASST, {"role": "user", "content": "And a yellow one?"}, ASST]},
+     "field 'messages' is a multi-turn conversation (2 user turns); instructgen keeps one exchange"),
+    ({"conversations": [{"from": "human", "value": "Hi."}, {"from": "gpt", "value": "Hello."},
+                        {"from": "human", "value": "Bye."}]}, "field 'conversations' is a multi-turn conversation"),
+    ({"messages": [USER, SYS, ASST]}, "field 'messages' is out of order at messages[1] (role system; expected"),
+    ({"messages": [USER, ASST, ASST]}, "out of order at messages[2] (role assistant;"),
+    ({"messages": [USER, {"role": "tool", "content": "42"}]}, "field 'messages[1].role' is \"tool\"; expected one of"),
+    ({"prompt": [USER, ASST, USER], "completion": [ASST]}, "field 'prompt' holds an assistant turn"),
+    ({"prompt": [USER], "completion": "Apple."}, "field 'completion' must be a list of turns like 'prompt'"),
+    ({"instruction": "Name one.", "output": "Apple.", "history": [["Hi", "Hello"]]},
+     "field 'history' holds earlier turns of a multi-turn conversation"),
+    ({"instruction": "Name one.", "output": "Apple.", "system": 3}, "field 'system' must be a string, got a number"),
+    ({"messages": [SYS]}, "field 'messages' has no user turn"),
+    ({"id": "x", "prompt": "<|im_start|>user\nHi<|im_end|>\n", "completion": "Hello", "rendered_for": "m"},
+     "rendered with the chat template of 'm'"),
+])
+def test_a_multi_turn_conversation_is_refused_naming_line_and_field_never_cut(tmp_path, row, message):
+    """Every reader used to keep the first exchange of a longer conversation and drop the rest silently."""
+    src = tmp_path / "chat.jsonl"
+    src.write_text(json.dumps(row) + "\n")
+    with pytest.raises(RecordError) as e:
+        read_tasks(src)
+    assert message in str(e.value) and str(e.value).startswith(f"{src}:1: ")

@@ -74,6 +74,7 @@ class TrainConfig:
     logging_steps: int = doc("log loss, learning rate and tokens/s into train_log.jsonl every N steps",
                              default=1)
     user_template: str = doc("template rendering an instruction and input into the user turn", default="user_turn")
+    system: str | None = doc("system prompt of every example; None = each record's own (if any)", default=None)
     chat_template: str | None = doc("a Jinja chat template file used instead of the student's own; None = the "
                                     "student's, or a plain '### Instruction / ### Response' one (saved with "
                                     "the adapter) when it has none", default=None)

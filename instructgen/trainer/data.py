@@ -34,14 +34,14 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 
-def load_examples(data: str | Path, user_template: str = "user_turn") -> list[dict]:
-    """Training examples ({id, instruction, input, output, messages}) from a stage folder or records file."""
-    from ..examples import iter_examples
-    from ..export import unique_ids
-    from ..records import read_records
+def load_examples(data: str | Path, user_template: str = "user_turn", system: str | None = None) -> list[dict]:
+    """Training examples ({id, instruction, input, output, system, messages}) from a stage folder or records
+    file, read exactly as `gen export` reads them (`export.read_examples`): the record's system prompt (or
+    `system`) as a leading system turn, a multi-turn conversation refused by the reader, a `gen instructions`
+    folder followed to its finished `gen instances` stage."""
+    from ..export import read_examples, unique_ids
 
-    tasks = read_records(data)
-    examples = list(iter_examples(tasks, user_template))
+    examples, tasks, data = read_examples(data, user_template, system)
     if not examples:
         raise RecordError(data, None, f"no training example: none of its {len(tasks)} records is kept with a "
                                       "non-empty output")
@@ -50,8 +50,10 @@ def load_examples(data: str | Path, user_template: str = "user_turn") -> list[di
 
 
 def fingerprint(examples: Sequence[dict]) -> str:
-    """A short hash of the examples' ids and turns: a changed dataset is a different run."""
-    return text_hash(*(f"{e['id']}\x1e{e['messages'][0]['content']}\x1e{e['output']}" for e in examples))
+    """A short hash of the examples' ids and turns: a changed dataset is a different run. (The turns are joined
+    as before system prompts existed, so an unchanged dataset without one keeps its fingerprint.)"""
+    return text_hash(*("\x1e".join([e["id"], *(m["content"] for m in e["messages"] if m["role"] != "assistant"),
+                                     e["output"]]) for e in examples))
 
 
 def set_chat_template(tokenizer, path: str | None = None) -> str:
@@ -73,6 +75,24 @@ def render_prompt(tokenizer, messages: list[dict]) -> str:
     """The prompt text for the turns before the assistant's, ending with the generation prompt."""
     return tokenizer.apply_chat_template([m for m in messages if m["role"] != "assistant"], tokenize=False,
                                          add_generation_prompt=True)
+
+
+def render_example(tokenizer, messages: list[dict]) -> tuple[str, str]:
+    """(prompt, response) text of one example as training sees it: the prompt ends with the generation prompt;
+    the response is what the template adds for the assistant turn, cut after its first EOS (the newline ChatML
+    writes after `<|im_end|>` is never generated) or with EOS appended when the template writes none. What
+    `gen export --format text | prompt-completion-text` writes; `encode` tokenizes the same split."""
+    prompt = render_prompt(tokenizer, messages)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        raise ConfigError("the chat template's prompt (add_generation_prompt=True) is not a prefix of the full "
+                          "conversation, so prompt and response cannot be told apart; pass chat_template with "
+                          "a template where it is")
+    eos = tokenizer.eos_token
+    if eos is None:
+        raise ConfigError("the student's tokenizer has no EOS token; training could not teach it to stop")
+    response = full[len(prompt):]
+    return prompt, (response[: response.index(eos) + len(eos)] if eos in response else response + eos)
 
 
 def encode(tokenizer, messages: list[dict], max_length: int) -> dict:

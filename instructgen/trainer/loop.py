@@ -64,7 +64,7 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
         token = hub_token()
     run = RunDir(out, "train")
     run.check_path(inputs=[data, cfg.chat_template])
-    examples = load_examples(data, cfg.user_template)
+    examples = load_examples(data, cfg.user_template, cfg.system)
     config = dict(to_dict(cfg), data=str(Path(data).resolve()), data_fingerprint=fingerprint(examples))
     if cfg.chat_template and Path(cfg.chat_template).is_file():
         config["chat_template_fingerprint"] = fingerprint_files([cfg.chat_template])

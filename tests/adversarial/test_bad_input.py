@@ -421,7 +421,8 @@ def test_a_stale_out_tmp_is_neither_used_nor_removed(tmp_path, stale):
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text()) == [GOOD]
     assert tmp.read_text() == "left by a crash, or the user's own file" if stale == "file" else tmp.is_dir()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "train.json", "train.json.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "train.json", "train.json.axolotl.yaml",
+                                                           "train.json.dataset_info.json", "train.json.tmp"]
 
 
 def test_out_that_is_a_folder_or_cannot_be_written_is_one_line(tmp_path):

@@ -142,3 +142,51 @@ def test_load_examples_from_a_stage_folder_and_messages_jsonl(tmp_path):
                                              {"role": "assistant", "content": "Hi!"}]}) + "\n")
     assert load_examples(msgs)[0]["messages"] == [{"role": "user", "content": "Say hi."},
                                                    {"role": "assistant", "content": "Hi!"}]
+
+
+def test_every_export_trains_the_same_examples_system_prompt_included(tmp_path):
+    """gen train reads each export gen export writes back to the same examples (system turn first), and a
+    multi-turn conversation is refused, as gen export refuses it."""
+    from instructgen.export import export_tasks
+    from instructgen.records import read_tasks
+    src = tmp_path / "src.json"
+    src.write_text(json.dumps([dict(r, system="Answer tersely.") for r in records()[:3]]))
+    want = load_examples(src)
+    assert want[0]["messages"] == [{"role": "system", "content": "Answer tersely."},
+                                   {"role": "user", "content": "Repeat the word apple three times."},
+                                   {"role": "assistant", "content": "apple apple apple"}]
+    tasks = read_tasks(src)
+    for fmt, name in [("alpaca", "a.json"), ("messages", "m.jsonl"), ("sharegpt", "s.jsonl"),
+                      ("prompt-completion", "p.jsonl"), ("jsonl", "j.jsonl"), ("parquet", "x.parquet"),
+                      ("save-to-disk", "disk")]:
+        export_tasks(tasks, fmt, tmp_path / name)
+        got = load_examples(tmp_path / name)
+        assert [e["messages"] for e in got] == [e["messages"] for e in want], fmt
+        if fmt not in ("alpaca", "messages", "sharegpt"):  # these three carry no id column
+            assert fingerprint(got) == fingerprint(want), fmt
+    assert load_examples(src, system="Be kind.")[0]["messages"][0] == {"role": "system", "content": "Be kind."}
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text(json.dumps({"messages": MESSAGES + MESSAGES}) + "\n")
+    with pytest.raises(RecordError, match=r"chat\.jsonl:1: field 'messages' is a multi-turn conversation"):
+        load_examples(chat)
+
+
+def test_fingerprint_without_a_system_prompt_is_unchanged():
+    """Runs made before system prompts existed keep their identity (resume, not refusal)."""
+    from instructgen.records import text_hash
+    ex = [{"id": "a", "output": "apple apple apple", "messages": MESSAGES}]
+    assert fingerprint(ex) == text_hash("a\x1eRepeat the word apple three times.\x1eapple apple apple")
+    with_sys = [dict(ex[0], messages=[{"role": "system", "content": "Be brief."}] + MESSAGES)]
+    assert fingerprint(with_sys) != fingerprint(ex)
+
+
+def test_render_example_is_the_split_encode_trains_on():
+    from instructgen.trainer.data import render_example
+    tok = build_tokenizer()
+    msgs = [{"role": "system", "content": "Be brief."}] + MESSAGES
+    prompt, response = render_example(tok, msgs)
+    assert response == "apple apple apple<|im_end|>"  # cut after EOS: ChatML's newline after it is not trained
+    enc = encode(tok, msgs, max_length=256)
+    ids = tok(prompt, add_special_tokens=False)["input_ids"] + tok(response, add_special_tokens=False)["input_ids"]
+    assert enc["input_ids"] == ids
+    assert tok.decode([t for t in enc["labels"] if t != IGNORE_INDEX]) == response
