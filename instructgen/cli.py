@@ -1,11 +1,18 @@
 """The `gen` / `instructgen` command line. Each command lives in `instructgen.commands.<name>`; heavy
-libraries are imported inside `run`, so `gen --help` and `gen curate --help` stay instant."""
+libraries are imported inside `run`, so `gen --help` and `gen curate --help` stay instant.
+
+Also here, for every command alike: `--json` (one JSON object on stdout at the end: the command, its exit
+status, its output folder and the counts of that folder's summary.json; everything else the command prints
+goes to stderr), one-line user errors (exit 2), a spent budget (exit 3), and a quiet exit when stdout is a pipe
+that closed early (`gen curate --print-config | head -1`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import json
 import os
 import sys
 
@@ -22,7 +29,11 @@ COMMANDS = {
     "publish": "publish",
     "report": "report",
     "serve": "serve",
+    "completion": "completion",
 }
+EXIT_BUDGET = 3  # a --max-cost / --max-tokens budget was spent: what finished is kept
+EXIT_PIPE = 141  # stdout closed early (128 + SIGPIPE, what `yes | head` reports)
+JSON_HELP = "print one JSON summary on stdout at the end (command, exit status, output, counts); the rest on stderr"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gen", description="Turn seed tasks into a curated instruction-tuning dataset and a tuned student.")
     parser.add_argument("--version", action="version", version=f"instructgen {__version__}")
+    parser.add_argument("--json", action="store_true", dest="json_summary", help=JSON_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         if importlib.util.find_spec(f"instructgen.commands.{module}") is None:
@@ -38,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
+        if not any("--json" in a.option_strings for a in p._actions):
+            # SUPPRESS: `gen --json CMD` sets it and `gen CMD` must not reset it to False
+            p.add_argument("--json", action="store_true", dest="json_summary", default=argparse.SUPPRESS,
+                           help=JSON_HELP)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -55,31 +71,185 @@ def user_errors() -> tuple[type[BaseException], ...]:
             TeacherRequestError, FileNotFoundError, FileExistsError)
 
 
+def budget_reached() -> type[BaseException]:
+    from .generator.teachers import BudgetReached
+    return BudgetReached
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error argparse already explained on stderr
+        if e.code and "--json" in argv:
+            emit_json(_command_word(argv), e.code if isinstance(e.code, int) else 2, None,
+                      error="invalid arguments (see stderr)")
+        raise
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     from . import rundir
-    rundir.INVOCATION = ["gen"] + list(sys.argv[1:] if argv is None else argv)
+    rundir.INVOCATION = ["gen"] + argv
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every default is local; never reach for a hub at run time
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    as_json = getattr(args, "json_summary", False)
+    error = None
+    try:
+        with stdout_to_stderr(as_json):
+            code, error = run_command(args)
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return EXIT_PIPE
+    except BaseException as e:  # a bug (the traceback follows on stderr): scripts still get their one object
+        if as_json and not isinstance(e, SystemExit):
+            emit_json(args.command, 1, output_of(args), error=f"internal error ({type(e).__name__}); see stderr")
+        raise
+    if as_json:
+        emit_json(args.command, code, output_of(args), error=error)
+    return code
+
+
+def run_command(args) -> tuple[int, str | None]:
+    """Run the parsed command; returns (exit status, the one-line error or None)."""
     try:
         if getattr(args, "config", None) and getattr(args, "out", None) and getattr(args, "overwrite", False):
-            rundir.refuse_overlap(args.out, [args.config])  # a config file is an input --overwrite must not remove
-        return int(args._run(args) or 0)
+            from .rundir import refuse_overlap
+            refuse_overlap(args.out, [args.config])  # a config file is an input --overwrite must not remove
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the BrokenPipeError handling of main
+        return code, None
+    except BrokenPipeError:
+        raise
     except user_errors() as e:
-        print(f"gen {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(args, str(e), 2)
+    except budget_reached() as e:
+        msg = str(e) or "what finished is kept; re-run the same command with a larger budget to resume"
+        print(f"gen {args.command}: budget reached: {msg}", file=sys.stderr)
+        return EXIT_BUDGET, f"budget reached: {msg}"
     except OSError as e:  # the file system said no (permissions, a full disk, a folder where a file was meant)
         if not e.filename:
             raise
-        print(f"gen {args.command}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
-        return 2
+        return _fail(args, f"{e.filename}: {e.strerror or e}", 2)
     except KeyboardInterrupt:
         print(f"\ngen {args.command}: interrupted; re-run the same command to resume.", file=sys.stderr)
-        return 130
+        return 130, "interrupted"
+
+
+def _fail(args, msg: str, code: int) -> tuple[int, str]:
+    print(f"gen {args.command}: error: {msg}", file=sys.stderr)
+    return code, msg
+
+
+# ------------------------------------------------------------------------------------------------ --json
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool):
+    """While a `--json` command runs, whatever it prints to stdout (Python prints and child processes alike)
+    goes to stderr, so stdout holds only the JSON summary."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = None
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no real fd (an embedding or a test capture)
+        out_fd, err_fd = sys.__stdout__.fileno(), sys.__stderr__.fileno()
+        saved = os.dup(out_fd)
+        os.dup2(err_fd, out_fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, sys.__stdout__.fileno())
+            os.close(saved)
+
+
+def output_of(args) -> str | None:
+    """The folder (or file) the command wrote: --out, or the command's documented default."""
+    cmd, out = args.command, getattr(args, "out", None)
+    if cmd == "publish":
+        out = getattr(args, "local_dir", None) or (os.path.join(args.run_dir, "publish") if args.dry_run else None)
+    elif out is None and cmd == "instances" and os.path.isdir(getattr(args, "input", "") or ""):
+        out = os.path.join(args.input, "instances")
+    elif out is None and cmd == "merge":
+        out = os.path.join(args.dir, "merged")
+    elif out is None and cmd == "report":
+        out = os.path.join(args.run_dir, "report.html")
+    return os.path.abspath(out) if out else None
+
+
+def counts(summary: object, depth: int = 0) -> dict:
+    """The numbers of a summary.json (kept, rejected, per-reason counts, tokens...), nested stages kept."""
+    if not isinstance(summary, dict):
+        return {}
+    res = {}
+    for k, v in summary.items():
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            res[k] = v
+        elif isinstance(v, dict) and depth < 2:
+            inner = counts(v, depth + 1)
+            if inner:
+                res[k] = inner
+    return res
+
+
+def emit_json(command: str | None, code: int, output: str | None, error: str | None = None) -> None:
+    """Print the `--json` object: command, exit status, output, whether it is complete, counts, error."""
+    summary, completed = {}, None
+    if output and os.path.isdir(output):
+        if os.path.exists(os.path.join(output, "config.json")):  # a stage or run folder: has it finished?
+            completed = os.path.exists(os.path.join(output, "completed"))
+        for name in ("summary.json", os.path.join("instructgen", "manifest.json")):  # a stage; a publish build
+            with contextlib.suppress(OSError, ValueError):
+                with open(os.path.join(output, name), encoding="utf-8") as f:
+                    summary = json.load(f)
+                break
+    obj = {"command": command, "exit_status": code, "output": output, "completed": completed,
+           "counts": counts(summary), "error": error}
+    try:
+        print(json.dumps(obj, ensure_ascii=False), flush=True)
+    except BrokenPipeError:
+        _stdout_closed()
+
+
+def _command_word(argv: list[str]) -> str | None:
+    return next((a for a in argv if a in COMMANDS), None)
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader went away; if so, point it at /dev/null, so the interpreter's
+    final flush does not print a second BrokenPipeError."""
+    try:
+        sys.stdout.flush()
+        closed = _pipe_reader_gone()
+    except BrokenPipeError:
+        closed = True
+    except (OSError, ValueError):
+        closed = False
+    if not closed:
+        return False
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return True
+
+
+def _pipe_reader_gone() -> bool:
+    """A pipe on stdout whose read end is closed (poll reports POLLERR on the write end)."""
+    import select
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

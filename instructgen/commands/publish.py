@@ -9,9 +9,11 @@ DESCRIPTION = HELP + """
 
 Publishes the most processed data of RUN_DIR (curated > instances > alpaca-preset instructions) as parquet
 (id, instruction, input, output, messages, source, score_*), with a README card that records the teacher,
-templates, seeds, preset and sampling values, the filter funnel with thresholds, library versions and the
-commands that reproduce it, plus the run's configs, stats and report figures.
-Needs a write token in HF_TOKEN (or `hf auth login`), checked before any work; the token is never printed or
+templates, seeds, preset and sampling values (or, for imported records, the file they came from and that no
+model wrote them), the filter funnel with thresholds, library versions and the commands that reproduce it
+(the command lines as run and runnable ones, paths relative to the run folder), plus the run's configs, stats
+and report figures.
+Needs a write token in HF_TOKEN (or the one `hf auth login` saved), checked before any work; the token is never printed or
 written. The upload is one commit: if it fails nothing is published, and re-running the command finishes it.
 --dry-run (into RUN_DIR/publish) or --local-dir DIR write exactly the files that would be uploaded, no token
 needed; `datasets.load_dataset(DIR)` loads them. An existing DIR is replaced only when it is empty or an earlier
@@ -30,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--license", default="apache-2.0", help="license in the card metadata (default apache-2.0)")
     p.add_argument("--language", default="en", help="language code in the card metadata (default en)")
     p.add_argument("--pretty-name", help="card title (default: the repository name)")
+    p.add_argument("--source-dataset", action="append", default=[], metavar="ID",
+                   help="Hub id of a data set the imported records came from, for the card's source_datasets "
+                        "(repeatable; `original` is added when a model wrote records)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--dry-run", action="store_true", help="build into RUN_DIR/publish; upload nothing")
     where.add_argument("--local-dir", help="build into this folder; upload nothing")
@@ -40,7 +45,8 @@ def run(args) -> int:
 
     from ..publish import PublishConfig, publish
     cfg = PublishConfig(repo=args.repo, private=args.private, split_test=args.split_test, seed=args.seed,
-                        license=args.license, language=args.language, pretty_name=args.pretty_name)
+                        license=args.license, language=args.language, pretty_name=args.pretty_name,
+                        source_datasets=args.source_dataset)
     folder, url, manifest = publish(args.run_dir, cfg, local_dir=args.local_dir, dry_run=args.dry_run)
     sizes = ", ".join(f"{k} {v:,}" for k, v in manifest["splits"].items())
     if url:

@@ -52,7 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of TrainConfig options (flags win)")
     p.add_argument("--merge", action="store_true", help="also write OUT/merged: base + adapter in full precision")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the adapter with a model card to OWNER/NAME "
-                                                         "(token from HF_TOKEN in the environment)")
+                                                         "as one commit (token from HF_TOKEN or `hf auth login`, "
+                                                         "checked before training)")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     p.add_argument("--overwrite", action="store_true", help="discard an existing OUT trained with another config")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")

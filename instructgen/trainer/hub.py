@@ -1,9 +1,11 @@
 """`gen train --push-to-hub REPO`: upload the adapter folder with a model card, as one commit.
 
-The token comes from the environment only (HF_TOKEN, or HUGGING_FACE_HUB_TOKEN), is checked before training
-starts, and is never printed or written. `gen` runs offline (HF_HUB_OFFLINE=1); the upload is the one step
-allowed to reach the Hub. What is uploaded names no local path: the card and the adapter's small config files
-(a local student is recorded by its full path) go through `portable`, in a staged copy of the folder.
+The Hub side is `gen publish`'s (instructgen.publish): the same token lookup (HF_TOKEN, HUGGING_FACE_HUB_TOKEN,
+else the token `hf auth login` saved), checked before training starts and never printed or written, and the
+same upload (`commit_folder`: one commit, transient failures retried, one-line errors with the token masked).
+`gen` runs offline (HF_HUB_OFFLINE=1); the upload is the one step allowed to reach the Hub. What is uploaded
+names no local path: the card and the adapter's small config files (a local student is recorded by its full
+path) go through `portable`, in a staged copy of the folder.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 from ..config import ConfigError
-from ..publish import online as _online
+from ..publish import commit_folder
+from ..publish import hub_token as _hub_token
 from ..report.collect import benchmark_table, portable
 
 # adapter files whose values may hold a local path (the student's); the rest (weights, tokenizer vocabulary,
@@ -27,7 +30,6 @@ PATH_FILES = ("adapter_config.json", "training_info.json", "tokenizer_config.jso
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 # Hub ids of the embedded students, for the card's `base_model`.
 EMBEDDED_HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
-TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 class HubError(ConfigError):
@@ -40,12 +42,8 @@ def check_repo(repo: str) -> None:
 
 
 def hub_token() -> str:
-    """The write token from the environment; a clear error naming the variables when it is missing."""
-    for var in TOKEN_VARS:
-        if os.environ.get(var):
-            return os.environ[var]
-    raise HubError(f"--push-to-hub needs a Hugging Face write token in the environment ({' or '.join(TOKEN_VARS)}); "
-                   "nothing was trained or uploaded")
+    """The write token, found as `gen publish` finds it (environment, else `hf auth login`'s saved token)."""
+    return _hub_token("--push-to-hub", "nothing was trained or uploaded", error=HubError)
 
 
 def base_model_id(student: str) -> str | None:
@@ -157,26 +155,13 @@ def stage_upload(adapter: Path, run_dir: Path, into: Path) -> Path:
     return into
 
 
-def push_adapter(run_dir: str | os.PathLike, repo: str, token: str, private: bool = False, api=None) -> str:
-    """Upload the adapter (weights, tokenizer, chat template, card) as one commit; returns the commit URL.
-    `api` is an HfApi-like object (tests pass a recorder; the Hub is not reachable from CI)."""
+def push_adapter(run_dir: str | os.PathLike, repo: str, token: str, private: bool = False) -> str:
+    """Upload the adapter (weights, tokenizer, chat template, card) as one commit through `gen publish`'s upload
+    path (`commit_folder`, retried); returns the commit URL. The endpoint is HF_ENDPOINT when set."""
     check_repo(repo)
     folder = upload_files(run_dir, repo)
-    if api is None:
-        from huggingface_hub import HfApi
-        api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token, library_name="instructgen")
     with tempfile.TemporaryDirectory(prefix="instructgen-adapter-") as tmp:
         staged = stage_upload(folder, Path(run_dir), Path(tmp) / folder.name)
-        try:
-            with _online():
-                api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
-                info = api.upload_folder(folder_path=str(staged), repo_id=repo, repo_type="model",
-                                         commit_message="Upload LoRA adapter trained with instructgen")
-        except HubError:
-            raise
-        except Exception as e:  # noqa: BLE001 - reported in one line with the token masked
-            from ..secrets import redact
-            msg = (redact(str(e), token).splitlines() or [""])[0][:300]
-            raise HubError(f"upload to {repo} failed ({type(e).__name__}: {msg}); the adapter is in {folder}, "
-                           "re-run with --push-to-hub to retry") from None
-    return str(getattr(info, "commit_url", info))
+        return commit_folder(staged, repo, token, repo_type="model", private=private,
+                             message="Upload LoRA adapter trained with instructgen", error=HubError,
+                             hint=f"the adapter is in {folder}; re-run the same command to retry")

@@ -77,14 +77,15 @@ def leaky_run(tmp: Path, top: bool = False) -> tuple[Path, Path]:
                                                                    seeds_file=str(seeds)))
     edit(run / "instances" / "config.json", lambda c: c.update(
         argv=["gen", "instances", str(run / "instructions"), "--out", str(run / "instances")],
-        config={**c["config"], "input": str(run / "instructions")}))
+        config={**{k: v for k, v in c["config"].items() if k != "temperature"},  # not an option of gen instances
+                "input": str(run / "instructions")}))
     edit(run / "curated" / "config.json", lambda c: c.update(
         argv=["gen", "curate", str(run / "instances"), "--out", str(run / "curated"),
               "--cache-dir", str(home / ".cache" / "instructgen")]))
     (run / "curated" / "curate.yaml").write_text(
         f"# gen curate: the resolved chain this folder ran on {run / 'instances'}\n"
         f"# re-run with: gen curate INPUT --out DIR --config curate.yaml\n"
-        f"cache_dir: {home / '.cache' / 'instructgen'}\nfilters:\n- filter: minhash\n  threshold: 0.8\n")
+        f"# cache: {home / '.cache' / 'instructgen'}\nfilters:\n- filter: minhash\n  threshold: 0.8\n")
     edit(run / "train" / "config.json", lambda c: c.update(
         config={**c["config"], "student": str(student), "data": str(run / "curated" / "kept.jsonl")},
         argv=["gen", "train", str(run / "curated"), "--student", str(student), "--out", str(run / "train")]))
@@ -154,30 +155,51 @@ def test_configs_hold_relative_paths_basenames_and_placeholders(published):
     assert json.loads((out / "instructgen/train/metrics.json").read_text())["adapter"] == "train/adapter"
     curate = (out / "instructgen/curated/curate.yaml").read_text()
     assert curate.startswith("# gen curate: the resolved chain this folder ran on instances\n# re-run with:")
-    assert "cache_dir: instructgen\n" in curate
+    assert "# cache: instructgen\n" in curate
     assert "seeds: my_seeds.jsonl" in (out / "instructgen/instructions/config.yaml").read_text()
 
 
+def reproduce_block(card: str) -> list[str]:
+    return card.split("## Reproduce", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+
+
 def test_card_reproduce_commands_are_relative_and_parse(published):
+    """Issue 14: each stage's command as it was run (its argv, paths relative to the run folder) and a runnable
+    one that reads the published config; then the `gen publish` command that built the card."""
     from instructgen.cli import build_parser
-    _, run, _, out = published
+    tmp, run, home, out = published
     card = (out / "README.md").read_text()
-    block = card.split("## Reproduce", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    commands = [c for c in block.splitlines() if c.startswith("gen ")]
-    assert commands == [
-        "gen instructions --seeds my_seeds.jsonl '--template=<packaged>/templates/self_instruct.completion.jinja2' "
-        "--teacher transformers:teacher-7b --out run/instructions",
-        "gen instances run/instructions --out run/instances",
-        "gen curate run/instances --out run/curated --cache-dir instructgen",
-        "gen train run/curated --student student-1b --out run/train",
+    lines = [c for c in reproduce_block(card) if c.startswith(("gen ", "# as run: "))]
+    assert lines == [
+        "# as run: gen instructions --seeds my_seeds.jsonl "
+        "'--template=<packaged>/templates/self_instruct.completion.jinja2' --teacher transformers:teacher-7b "
+        "--out run/instructions",
+        "gen instructions --config instructgen/instructions/config.yaml --out run/instructions",
+        "# as run: gen instances run/instructions --out run/instances",
+        "gen instances run/instructions --config instructgen/instances/config.yaml --out run/instances",
+        "# as run: gen curate run/instances --out run/curated --cache-dir instructgen",
+        "gen curate run/instances --config instructgen/curated/curate.yaml --out run/curated",
+        "# as run: gen train run/curated --student student-1b --out run/train",
+        "gen train run/curated --config instructgen/train/config.yaml --out run/train",
         "gen publish run --repo alice/ds"]
     parser = build_parser()
-    for c in commands:
-        args = shlex.split(c)
+    for c in lines:
+        args = shlex.split(c.removeprefix("# as run: "))
         parser.parse_args(args[1:])  # every flag is one the command has
         for a in args:  # each path in the run folder exists there when the folder is called `run`
             if a.startswith("run/"):
                 assert (run.parent / a).exists(), a
+    # the runnable ones: their --config is published, and the command accepts it. Run by the `gen` entry point:
+    # `python -m instructgen` in that folder would import its instructgen/ folder of configs as the package
+    entry = Path(sys.executable).with_name("gen")
+    for c in lines[1:-1:2]:
+        args = shlex.split(c)
+        config = args[args.index("--config") + 1]
+        assert (out / config).is_file(), config
+        if entry.exists():
+            r = subprocess.run([str(entry), *args[1:], "--print-config"], capture_output=True, text=True, cwd=out,
+                               env=dict(os.environ, HOME=str(home), HF_HUB_OFFLINE="1"), timeout=120)
+            assert r.returncode == 0 and "Traceback" not in r.stderr, (c, r.stderr)
     assert "| instructions: seed tasks | 143 (my_seeds.jsonl) |" in card
 
 
@@ -188,7 +210,9 @@ def test_whole_gen_run_folder_card_and_configs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert leaks(out, tmp_path, home) == []
     card = (out / "README.md").read_text()
-    assert "gen run --seeds my_seeds.jsonl --out run\ngen publish run --repo alice/ds" in card
+    assert reproduce_block(card)[-3:] == ["# as run: gen run --seeds my_seeds.jsonl --out run",
+                                          "gen run --config instructgen/run/config.yaml --out run",
+                                          "gen publish run --repo alice/ds"]
     top = json.loads((out / "instructgen/run/config.json").read_text())
     assert top["argv"] == ["gen", "run", "--seeds", "my_seeds.jsonl", "--out", "."]
     assert top["config"]["seeds"] == "my_seeds.jsonl"
@@ -201,7 +225,9 @@ def test_relative_invocation_and_single_stage_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     assert leaks(run / "curated" / "publish", tmp_path, home) == []
     card = (run / "curated" / "publish" / "README.md").read_text()
-    assert "gen curate instances --out run --cache-dir instructgen\ngen publish run" in card
+    assert reproduce_block(card)[-3:] == ["# as run: gen curate instances --out run --cache-dir instructgen",
+                                          "gen curate instances --config instructgen/curated/curate.yaml --out run",
+                                          "gen publish run --repo alice/ds"]  # --dry-run is not in the card
     r = gen("report", ".", home=home, cwd=run / "curated")
     assert r.returncode == 0, r.stderr
     assert leaks(run / "curated" / "report.html", tmp_path, home) == []
