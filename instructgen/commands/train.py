@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", help="gen eval suite scored before and after training: ifbench:N (default "
                                        "ifbench:16), ifbench (all 294), ifeval:FILE, reference:FILE, or none")
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (5)")
+    p.add_argument("--system", help="system prompt of every example (default: each record's own, if any)")
     p.add_argument("--chat-template", help="Jinja chat template file to use instead of the student's")
     p.add_argument("--seed", type=int, help="random seed (42)")
     p.add_argument("--config", help="YAML file of TrainConfig options (flags win)")
@@ -62,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 FLAGS = ("student", "quantization", "epochs", "max_steps", "cpu_max_steps", "batch_size", "grad_accum",
          "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "max_seq_length", "heldout_share",
-         "eval_generations", "benchmark", "save_steps", "chat_template", "seed")
+         "eval_generations", "benchmark", "save_steps", "chat_template", "system", "seed")
 
 
 def run(args) -> int:

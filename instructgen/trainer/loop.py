@@ -55,7 +55,7 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
     A finished `out` with the same config is a no-op, an interrupted one resumes from its last checkpoint, one
     with another config is refused unless `overwrite`. Everything that can be wrong with the input (options,
     data, student spec, templates, the preflight checks) fails before `out` is written. `merge` then writes
-    `out/merged`; `push_to_hub` uploads the adapter with a model card (HF_TOKEN from the environment)."""
+    `out/merged`; `push_to_hub` uploads the adapter with a model card (HF_TOKEN, or the token `hf auth login` saved)."""
     validate(cfg)
     from .hub import check_repo, hub_token
     token = None

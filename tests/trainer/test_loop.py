@@ -153,6 +153,7 @@ def test_push_without_token_fails_before_any_work(tiny_model, tiny_data, tmp_pat
     from instructgen.trainer.hub import HubError
     for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))  # no saved login
     with pytest.raises(HubError, match="HF_TOKEN"):
         train(tiny_config(tiny_model), tiny_data, tmp_path / "out", push_to_hub="me/adapter")
     with pytest.raises(HubError, match="OWNER/NAME"):
