@@ -87,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                       error="invalid arguments (see stderr)")
         raise
     if not getattr(args, "_run", None):
-        parser.print_help()
+        as_json = getattr(args, "json_summary", False)
+        parser.print_help(sys.stderr if as_json else None)
+        if as_json:
+            emit_json(None, 2, None, error="no command given (see stderr)")
         return 2
     from . import rundir
     rundir.INVOCATION = ["gen"] + argv
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             emit_json(args.command, 1, output_of(args), error=f"internal error ({type(e).__name__}); see stderr")
         raise
     if as_json:
-        emit_json(args.command, code, output_of(args), error=error)
+        emit_json(args.command, code, output_of(args), error=error, extra=getattr(args, "json_counts", None))
     return code
 
 
@@ -198,8 +201,11 @@ def counts(summary: object, depth: int = 0) -> dict:
     return res
 
 
-def emit_json(command: str | None, code: int, output: str | None, error: str | None = None) -> None:
-    """Print the `--json` object: command, exit status, output, whether it is complete, counts, error."""
+def emit_json(command: str | None, code: int, output: str | None, error: str | None = None,
+              extra: dict | None = None) -> None:
+    """Print the `--json` object: command, exit status, output, whether it is complete, counts, error. `extra`
+    are counts a command sets on its args as `json_counts` when its output has no summary.json (`gen export`
+    writes a file: the examples it wrote)."""
     summary, completed = {}, None
     if output and os.path.isdir(output):
         if os.path.exists(os.path.join(output, "config.json")):  # a stage or run folder: has it finished?
@@ -210,7 +216,7 @@ def emit_json(command: str | None, code: int, output: str | None, error: str | N
                     summary = json.load(f)
                 break
     obj = {"command": command, "exit_status": code, "output": output, "completed": completed,
-           "counts": counts(summary), "error": error}
+           "counts": {**counts(summary), **counts(extra or {})}, "error": error}
     try:
         print(json.dumps(obj, ensure_ascii=False), flush=True)
     except BrokenPipeError:

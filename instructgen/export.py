@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 
 from .config import ConfigError
 from .examples import iter_examples
-from .records import RecordError, Task, read_records, text_hash
+from .records import STAGE_OUTPUTS, RecordError, Task, read_records, text_hash
 from .rundir import atomic_path
 
 
@@ -47,12 +47,21 @@ def examples(tasks: Iterable[Task], user_template: str = "user_turn", system: st
 
     rows = []
     for r in iter_examples(feed(), user_template):
-        s = system if system is not None else current[0].meta.get("system") or ""
+        s = system_of(current[0], system)
         r["system"] = s
         if s:
             r["messages"].insert(0, {"role": "system", "content": s})
         rows.append(r)
     return rows
+
+
+def system_of(t: Task, system: str | None = None) -> str:
+    """The system prompt of task `t`'s examples: `system` (`--system`) when given, else the record's own
+    (`meta["system"]`), else "". The one rule `gen export`, `gen train` and `gen publish` read it by."""
+    if system is not None:
+        return system
+    own = t.meta.get("system")
+    return own if isinstance(own, str) else ""
 
 
 # ----------------------------------------------------------------------------------------------- shapes
@@ -97,6 +106,7 @@ FORMATS: dict[str, tuple[Callable | None, str, str]] = {
     "save-to-disk": (_columns, "folder", "the jsonl columns as a datasets.save_to_disk folder (load_from_disk)"),
 }
 RENDERED = {"prompt-completion-text", "text"}  # need --model
+SUFFIXES = {"json": (".json",), "jsonl": (".jsonl",), "parquet": (".parquet",)}  # what the readers expect
 
 
 # ----------------------------------------------------------------------------------------------- consumers
@@ -225,6 +235,10 @@ def export_tasks(tasks: Iterable[Task], fmt: str, out: str | os.PathLike, user_t
     if kind == "folder" and out.exists() and not (out / "state.json").exists():
         raise FileExistsError(f"{out} exists and is not a saved dataset; give --out a new folder path")
     for p in [out] + side:
+        if p.exists() and not p.is_file() and not (p == out and kind == "folder" and p.is_dir()):
+            # a device or pipe (`--out /dev/stdout`): the export is renamed into place, which would replace it
+            raise ConfigError(f"--out {out}: {p} is not a regular file (a device, pipe or socket); give a file "
+                              f"path and read the export from there")
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p} exists; pass --overwrite to replace it")
     tasks = list(tasks)
@@ -232,6 +246,12 @@ def export_tasks(tasks: Iterable[Task], fmt: str, out: str | os.PathLike, user_t
     if not rows:
         raise RecordError(source, None, f"no examples to export: none of its {len(tasks)} tasks is kept with an "
                                         "instance that has an output (run `gen instances` on it first)")
+    if kind != "folder" and out.suffix not in SUFFIXES[kind]:
+        # LLaMA-Factory picks its loader by the extension and refuses any other; our reader (gen train, gen
+        # export) reads an unknown one as JSON Lines, which an Alpaca JSON list is not
+        print(f"note: --out {out.name}: LLaMA-Factory and `gen train` read this format from a file named "
+              f"{' or '.join('*' + x for x in SUFFIXES[kind])}; the snippets beside it name it as given",
+              file=sys.stderr)
     renamed = unique_ids(rows)
     if renamed:
         old, new = renamed[0]
@@ -252,7 +272,8 @@ def export_tasks(tasks: Iterable[Task], fmt: str, out: str | os.PathLike, user_t
             with atomic_path(out) as tmp:  # a temp file of its own, renamed onto OUT, removed on failure
                 _write(fmt, rows, tmp)
         lf, ax = consumers(fmt, out.name, system=any(r["system"] for r in rows))
-        texts = {"json": lf and json.dumps({out.name.split(".")[0]: lf}, indent=2) + "\n", "yaml": ax}
+        key = Path(out.name).stem.lstrip(".") or out.name  # `my.data.v2.json` -> my.data.v2, never ""
+        texts = {"json": lf and json.dumps({key: lf}, indent=2) + "\n", "yaml": ax}
         for p in side:
             with atomic_path(p) as tmp:
                 tmp.write_text(texts[p.suffix[1:]], encoding="utf-8")
@@ -331,8 +352,16 @@ def read_examples(input_path: str | os.PathLike, user_template: str = "user_turn
                   system: str | None = None) -> tuple[list[dict], list[Task], Path]:
     """(examples, tasks, where they were read) of a stage folder or records file, as `gen export` and
     `gen train` read them: a run folder with no examples itself (a `gen instructions` folder) is followed to
-    its finished downstream stage (`downstream`), with a note on stderr."""
+    its finished downstream stage (`downstream`), with a note on stderr; so is a `gen run` folder, which holds
+    only stage folders."""
     src = Path(input_path)
+    if src.is_dir() and (src / "config.json").exists() and not any((src / n).exists() for n in STAGE_OUTPUTS):
+        nxt = downstream(src)  # a `gen run` folder holds its stage folders and no records of its own
+        if nxt is None:
+            raise RecordError(src, None, f"holds none of {', '.join(STAGE_OUTPUTS)} and no finished `gen "
+                                         "instances` or `gen curate` folder; export a stage folder by name")
+        print(f"note: {src} holds no records itself; reading its finished stage {nxt}", file=sys.stderr)
+        src = nxt
     tasks = read_records(src)
     rows = examples(tasks, user_template, system)
     if not rows and src.is_dir() and (src / "config.json").exists():

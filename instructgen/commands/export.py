@@ -53,5 +53,6 @@ def run(args) -> int:
 
     n = export(args.input, args.format, args.out, user_template=args.user_template, overwrite=args.overwrite,
                system=args.system, model=args.model, chat_template=args.chat_template)
-    print(f"wrote {n} examples to {args.out} ({args.format})", file=sys.stderr)
+    args.json_counts = {"examples": n}  # the `--json` summary's counts (an export has no summary.json)
+    print(f"wrote {n} example{'s' if n != 1 else ''} to {args.out} ({args.format})", file=sys.stderr)
     return 0

@@ -8,7 +8,7 @@ HELP = "publish a run's curated data to the Hugging Face Hub with a dataset card
 DESCRIPTION = HELP + """
 
 Publishes the most processed data of RUN_DIR (curated > instances > alpaca-preset instructions) as parquet
-(id, instruction, input, output, messages, source, score_*), with a README card that records the teacher,
+(id, instruction, input, output, messages, source, system, score_*), with a README card that records the teacher,
 templates, seeds, preset and sampling values (or, for imported records, the file they came from and that no
 model wrote them), the filter funnel with thresholds, library versions and the commands that reproduce it
 (the command lines as run and runnable ones, paths relative to the run folder), plus the run's configs, stats

@@ -18,15 +18,16 @@ __all__ = ["write_report", "write_figures", "load_run", "RunData", "Figure", "bu
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, run: RunData | None = None,
-                 figures: tuple[list[Figure], list[str]] | None = None) -> Path:
+                 figures: tuple[list[Figure], list[str]] | None = None, reproduce: list[str] | None = None) -> Path:
     """Write the HTML report of a run folder (or one stage folder) to `out` (default RUN_DIR/report.html) and
     return its path. Replaces an earlier report; refuses to replace any other file. `run` and `figures`
-    (from `build_figures`) may be passed in when the caller already has them."""
+    (from `build_figures`) may be passed in when the caller already has them; `reproduce` is the page's
+    reproduce block (default `reproduce_block(run)`; `gen publish` passes its card's)."""
     run = run or load_run(run_dir, records=False)  # records streamed, never all in memory
     out = Path(out) if out is not None else Path(run_dir) / "report.html"
     _check_replaceable(out)
     figs, notes = figures or build_figures(run)
-    html = render(run, figs, notes)
+    html = render(run, figs, notes, reproduce)
     from ..rundir import atomic_path
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -48,6 +49,9 @@ def write_figures(figures: list[Figure], folder: Path) -> list[tuple[str, Figure
 def _check_replaceable(out: Path) -> None:
     if out.is_dir():
         raise FileExistsError(f"--out {out} is a folder; give a file name such as {out / 'report.html'}")
+    if out.exists() and not out.is_file():  # a device or pipe (`--out /dev/stdout`): reading it would wait
+        raise FileExistsError(f"--out {out} is not a regular file (a device, pipe or socket); give a file name "
+                              f"such as report.html (nothing was written)")
     if out.exists():
         with open(out, encoding="utf-8", errors="replace") as f:
             first = f.readline().strip()

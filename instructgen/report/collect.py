@@ -405,48 +405,95 @@ def config_file(kind: str, stage: Stage | None = None) -> str:
 INPUTS = {"instances": ("instructions",), "curated": ("instances", "instructions"), "train": ("curated",)}
 
 
-def reproduce_commands(run: RunData) -> list[str]:
-    """The commands that remake the run, from what each stage recorded: a recorded command line when the
-    config.json holds one (`command` or `argv`), else `gen <stage> --config <its resolved config> --out ...`.
-    Paths are portable (see `portable`): the run folder is `run`, a file from elsewhere its basename."""
+def reproduce_block(run: RunData, publish: str | None = None) -> list[str]:
+    """The reproduce commands the report page and the dataset card both print (one list, so they agree), run
+    from a folder holding the published `instructgen/` files with the run folder called `run`: per stage (or
+    the whole `gen run`) the command as it was run (a `# as run:` comment, from its recorded argv), then a
+    runnable one reading the published config; last `publish`, the `gen publish` command that built the card,
+    when there is one (publish.py's `publish_command`). Paths are relative to the run folder (see `portable`)."""
     import shlex
 
-    root = os.path.realpath(run.root)
+    def as_run(raw: dict, folder: Path) -> str | None:
+        argv = raw.get("argv") or raw.get("command")
+        if isinstance(argv, str):
+            try:
+                argv = shlex.split(argv)
+            except ValueError:  # an unbalanced quote in a hand-edited config.json: shown as it was recorded
+                return portable(argv.strip(), run.root, base="run") or None
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+            return None
+        return shlex.join(portable(absolute_argv(without_json(argv), folder), run.root, base="run"))
 
-    def here(arg: str) -> str:  # a path typed relative to where the command ran, when that is in the run folder
-        if arg.startswith("-") or os.path.isabs(arg) or not os.path.exists(arg):
-            return arg
-        return os.path.realpath(arg) if _under(os.path.realpath(arg), root) is not None else arg
+    lines: list[str] = []
 
-    def recorded(raw: dict | None) -> str | None:
-        for key in ("command", "argv"):
-            v = (raw or {}).get(key)
-            if isinstance(v, list) and all(isinstance(x, str) for x in v):
-                return shlex.join(portable([here(x) for x in v], run.root, base="run"))
-            if isinstance(v, str) and v.strip():
-                return portable(v.strip(), run.root, base="run")
-        return None
+    def add(recorded: str | None, runnable: str) -> None:
+        if recorded and recorded != runnable:
+            lines.append(f"# as run: {recorded}")
+        lines.append(runnable)
 
-    if run.run_config is not None:
-        cmd = recorded(run.run_config)
-        if cmd:
-            return [cmd]
-        if isinstance(run.run_config.get("config"), dict):
-            return ["gen run --config instructgen/run/config.yaml --out run"]
-    cmds = []
-    for kind in ("instructions", "instances", "curated", "train"):
-        st = run.stages.get(kind)
-        if st is None:
-            continue
-        source = ""
-        if kind in INPUTS:
-            prev = next((k for k in INPUTS[kind] if k in run.stages), None)
-            recorded_input = (portable(st.config["input"], run.root, base="run")
-                              if isinstance(st.config.get("input"), str) else None)
-            source = " " + shlex.quote(f"run/{prev}" if prev else recorded_input or "INPUT")
-        cmds.append(recorded(st.raw_config) or
-                    f"gen {st.command}{source} --config {config_file(kind, st)} --out run/{kind}")
-    return cmds
+    recorded_run = as_run(run.run_config, run.root) if run.run_config is not None else None
+    if run.run_config is not None and isinstance(run.run_config.get("config"), dict):
+        add(recorded_run, "gen run --config instructgen/run/config.yaml --out run")  # instructgen/run/config.yaml
+    elif recorded_run:
+        lines.append(recorded_run)
+    else:
+        for kind in ("instructions", "instances", "curated", "train"):
+            st = run.stages.get(kind)
+            if st is None:
+                continue
+            out = "run" if run.single_stage else f"run/{kind}"
+            prev = next((k for k in INPUTS.get(kind, ()) if k in run.stages), None)
+            given = st.config.get("input") or st.config.get("data")
+            source = (f"run/{prev}" if prev and not run.single_stage else
+                      portable(given, run.root, base="run") if isinstance(given, str) else "INPUT")
+            arg = f" {shlex.quote(source)}" if kind in INPUTS else ""
+            add(as_run(st.raw_config, st.path), f"gen {st.command}{arg} --config {config_file(kind, st)} --out {out}")
+    if publish:
+        lines.append(publish)
+    return lines
+
+
+def without_json(argv: list[str]) -> list[str]:
+    """`argv` less `--json` (`gen --json CMD` or `gen CMD --json`): it changes what the command prints, not
+    what it makes, so a reproduce line (and a card built with it) reads the same without it."""
+    return [a for a in argv if a != "--json"]
+
+
+OUTPUT_FLAGS = ("--out", "--local-dir", "--cache-dir")  # paths that need not exist when the command starts
+
+
+def absolute_argv(argv: list[str], folder: Path, cwd: str | None = None) -> list[str]:
+    """`argv` with its relative paths made absolute, so `portable` can name them relative to the run folder.
+    They were typed relative to the folder the command ran in, which is not recorded: it is the part of
+    `folder` (the output) before its `--out` value (`--out runs/demo` wrote /work/main/runs/demo, so it ran in
+    /work/main). A token that is no path there is left as it is."""
+    out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--out"), None)
+    out = out or next((a.split("=", 1)[1] for a in argv if a.startswith("--out=")), None)
+    rel = os.path.normpath(out) if out and not os.path.isabs(out) else None
+    for made in (folder, folder.parent):  # a stage folder of `gen run` records the run's own command line
+        full = os.path.realpath(made)
+        if cwd is None and rel and rel not in (".", "..") and not rel.startswith("../") and full.endswith("/" + rel):
+            cwd = full[:-len(rel) - 1] or "/"
+    if cwd is None:
+        return argv
+
+    def fix(tok: str, is_out: bool) -> str:
+        if not tok or os.path.isabs(tok) or tok.startswith(("-", "~")):
+            return tok
+        full = os.path.normpath(os.path.join(cwd, tok))
+        return full if is_out or os.path.exists(full) else tok
+
+    res = []
+    for i, a in enumerate(argv):
+        prev = argv[i - 1] if i else ""
+        if i < 2:  # gen COMMAND
+            res.append(a)
+        elif a.startswith("--") and "=" in a:
+            flag, value = a.split("=", 1)
+            res.append(f"{flag}={fix(value, flag in OUTPUT_FLAGS)}")
+        else:
+            res.append(fix(a, prev in OUTPUT_FLAGS))
+    return res
 
 
 # --------------------------------------------------------------------------------- benchmark before/after

@@ -7,7 +7,7 @@ from html import escape
 from typing import Any, Iterable, Sequence
 
 from ..records import Task
-from .collect import RunData, benchmark_table, generation_facts, portable, reproduce_commands, versions
+from .collect import RunData, benchmark_table, generation_facts, portable, reproduce_block, versions
 from .digest import digests, texts_of
 from .figures import Figure, Step, funnel_steps, samples
 
@@ -77,8 +77,9 @@ def _finished(run: RunData) -> str:
     return f" &middot; last stage finished {escape(max(times))}" if times else " &middot; no stage finished yet"
 
 
-def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
-    """The whole page."""
+def render(run: RunData, figures: list[Figure], notes: list[str], reproduce: list[str] | None = None) -> str:
+    """The whole page. `reproduce` is the reproduce block (`reproduce_block`; `gen publish` passes the one its
+    card prints, ending with its own command line)."""
     name = run.root.resolve().name  # the page names the run folder, never where it lies on this machine
 
     def local(obj: Any) -> Any:  # configs, notes, captions: no absolute path of this machine (data is left as is)
@@ -177,10 +178,13 @@ def render(run: RunData, figures: list[Figure], notes: list[str]) -> str:
              for kind, t in dropped],
             ["stage", "id", "filter", "reason", "duplicate of", "instruction"], cls="dropped"))
 
+    commands = reproduce_block(run) if reproduce is None else reproduce
     parts.append("<h2>Reproduce</h2><p>Each stage's <code>--config</code> file is its own reproduction file where "
                  "it writes one (curate.yaml), else its resolved config (the <code>config</code> of its config.json) "
-                 "as config.yaml; <code>gen publish</code> uploads them under <code>instructgen/</code>.</p>"
-                 "<pre>" + escape("\n".join(reproduce_commands(run))) + "</pre>")
+                 "as config.yaml; <code>gen publish</code> uploads them under <code>instructgen/</code>. Run from a "
+                 "folder holding those <code>instructgen/</code> files and the run folder, called <code>run</code>; "
+                 "<code># as run:</code> is the command line that made the run, then the one that remakes it.</p>"
+                 '<pre class="reproduce">' + escape("\n".join(commands)) + "</pre>")
     parts.append("<details><summary>Library versions</summary>" +
                  table(sorted(versions(run).items()), ["library", "version"]) + "</details>")
     for kind, st in run.stages.items():

@@ -27,7 +27,8 @@ FONTS = ["DejaVu Sans", "Helvetica", "Arial"]
 RC = {"svg.fonttype": "none", "font.family": "sans-serif", "font.sans-serif": FONTS, "font.size": 9,
       "axes.titlesize": 10, "axes.edgecolor": "#888888", "axes.grid": True, "grid.color": "#E4E4E4",
       "axes.axisbelow": True, "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
-      "axes.prop_cycle": None}
+      "axes.prop_cycle": None,
+      "text.parse_math": False}  # labels come from the run (filter names, verbs): `$x^$` is text, not mathtext
 MAX_BINS = 30  # a histogram has at most this many bars, whatever the number of records
 WIDEN = 3.0  # a threshold farther than this many data spans from the data is marked at the edge, not drawn to
 
@@ -92,6 +93,19 @@ def _rc() -> dict:
     return {k: v for k, v in RC.items() if v is not None}
 
 
+def _styled(draw):
+    """Run a drawing function under RC: a Text reads some settings (`text.parse_math`) when it is made, so the
+    labels must be made inside the context, not only saved in it."""
+    import functools
+
+    @functools.wraps(draw)
+    def inner(*args, **kwargs):
+        import matplotlib
+        with matplotlib.rc_context(_rc()):
+            return draw(*args, **kwargs)
+    return inner
+
+
 def _new(fid: str, width: float, height: float, nrows: int = 1, sharex: bool = False, left: float = 0.62,
          right: float = 0.15, top: float = 0.45, bottom: float = 0.5, hspace: float = 0.55) -> Plot:
     """A figure of `nrows` panels with fixed margins in inches (a layout engine would measure every label
@@ -153,6 +167,7 @@ def bin_edges(values, clip_q: float | None = 0.99, lo: float | None = None, hi: 
     return [float(x) for x in np.linspace(a, b, bins + 1)]
 
 
+@_styled
 def histogram(fid: str, series: Sequence[tuple[str, Sequence[float]]], title: str, xlabel: str,
               unit: str = "records", colors: Sequence[str] = PALETTE, threshold: tuple[float, str] | None = None,
               clip_q: float | None = 0.99, lo: float | None = None, hi: float | None = None,
@@ -235,6 +250,7 @@ def histogram(fid: str, series: Sequence[tuple[str, Sequence[float]]], title: st
 
 # ------------------------------------------------------------------------------------------------- bars
 
+@_styled
 def funnel(fid: str, rows: Sequence[tuple[str, int, int]], title: str, unit: str = "records") -> tuple[str, bool]:
     """Kept and dropped counts per filter step, as two bars each, with the number written beside each bar.
     A log count axis when the counts differ by more than 50 times (34 kept beside 7,639 dropped stays
@@ -272,6 +288,7 @@ def funnel(fid: str, rows: Sequence[tuple[str, int, int]], title: str, unit: str
     return p.svg(), log
 
 
+@_styled
 def grouped_bars(fid: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], title: str,
                  ylabel: str, colors: Sequence[str] = PALETTE, width: float = 5.0, height: float = 3.2) -> str:
     """Bars grouped by label, one per series, each with its value written above it."""
@@ -294,6 +311,7 @@ def grouped_bars(fid: str, labels: Sequence[str], series: Sequence[tuple[str, Se
     return p.svg()
 
 
+@_styled
 def lines(fid: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], title: str, xlabel: str,
           ylabel: str, colors: Sequence[str] = PALETTE, widths: Sequence[float] = ()) -> str:
     p = _new(fid, 5.4, 3.0, top=0.35)
@@ -309,6 +327,7 @@ def lines(fid: str, series: Sequence[tuple[str, Sequence[float], Sequence[float]
     return p.svg()
 
 
+@_styled
 def sunburst(fid: str, tree: Sequence[tuple[str, int, Sequence[tuple[str, int]]]], title: str) -> str:
     """Two rings: the verbs (inner) and each verb's most common objects (outer; the rest of a verb's
     instructions left blank)."""

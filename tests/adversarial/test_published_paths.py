@@ -203,6 +203,24 @@ def test_card_reproduce_commands_are_relative_and_parse(published):
     assert "| instructions: seed tasks | 143 (my_seeds.jsonl) |" in card
 
 
+def page_reproduce_block(page: str) -> list[str]:
+    import html
+    return html.unescape(page.split('<pre class="reproduce">', 1)[1].split("</pre>", 1)[0]).splitlines()
+
+
+def test_report_page_and_card_print_the_same_reproduce_block(published):
+    """One reproduce block (report/collect.py `reproduce_block`) for the card and both report pages: the page
+    published beside the card prints the card's lines exactly, `gen report` on the run the same less the
+    `gen publish` line (no publish ran); none names a local path."""
+    tmp, run, home, out = published
+    card = [c for c in reproduce_block((out / "README.md").read_text()) if c.startswith(("gen ", "# as run: "))]
+    assert len(card) == 9 and card[-1] == "gen publish run --repo alice/ds"
+    assert page_reproduce_block((out / "report.html").read_text()) == card
+    assert page_reproduce_block((run / "report.html").read_text()) == card[:-1]
+    for c in card:
+        assert not [m for m in ABSOLUTE.findall(c) if os.path.exists("/" + m.split("/")[1])], c
+
+
 def test_whole_gen_run_folder_card_and_configs(tmp_path):
     run, home = leaky_run(tmp_path, top=True)
     out = tmp_path / "out"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from instructgen.records import RecordError
-from instructgen.report.collect import PACKAGE_DIR, find_stages, load_run, portable, reproduce_commands, stage_kind
+from instructgen.report.collect import PACKAGE_DIR, find_stages, load_run, portable, reproduce_block, stage_kind
 from instructgen.report.figures import funnel_steps, samples
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -79,22 +79,34 @@ def test_samples_show_each_reason_first(tmp_path):
     assert len({(k, t.verdict.reason) for k, t in dropped}) == 7  # 7 reasons exist: one example each
 
 
-def test_reproduce_commands_chain_the_stages(tmp_path):
-    assert reproduce_commands(load_run(make_run(tmp_path / "run"))) == [
+def test_reproduce_block_chains_the_stages(tmp_path):
+    assert reproduce_block(load_run(make_run(tmp_path / "run"))) == [
         "gen instructions --config instructgen/instructions/config.yaml --out run/instructions",
         "gen instances run/instructions --config instructgen/instances/config.yaml --out run/instances",
         "gen curate run/instances --config instructgen/curated/curate.yaml --out run/curated",
         "gen train run/curated --config instructgen/train/config.yaml --out run/train"]
 
 
-def test_reproduce_prefers_a_recorded_command(tmp_path):
+def test_reproduce_shows_a_recorded_command_then_the_runnable_one(tmp_path):
     run_dir = make_run(tmp_path / "run", stages=("instructions",))
-    assert reproduce_commands(load_run(run_dir)) == [
-        "gen instructions --config instructgen/instructions/config.yaml --out run/instructions"]
     cfg = json.loads((run_dir / "instructions" / "config.json").read_text())
     cfg["argv"] = ["gen", "instructions", "--num", "5", "--out", "my run"]
     (run_dir / "instructions" / "config.json").write_text(json.dumps(cfg))
-    assert reproduce_commands(load_run(run_dir)) == ["gen instructions --num 5 --out 'my run'"]
+    assert reproduce_block(load_run(run_dir), "gen publish run --repo a/b") == [
+        "# as run: gen instructions --num 5 --out 'my run'",
+        "gen instructions --config instructgen/instructions/config.yaml --out run/instructions",
+        "gen publish run --repo a/b"]
+
+
+def test_reproduce_of_an_unparsable_recorded_command_is_shown_as_recorded(tmp_path):
+    """A hand-edited `command` string with an unbalanced quote: shown as it was, not a ValueError traceback."""
+    run_dir = make_run(tmp_path / "run", stages=("instructions",))
+    cfg = json.loads((run_dir / "instructions" / "config.json").read_text())
+    cfg["command"] = f"gen instructions --out '{run_dir / 'instructions'}"
+    (run_dir / "instructions" / "config.json").write_text(json.dumps(cfg))
+    assert reproduce_block(load_run(run_dir)) == [
+        "# as run: gen instructions --out 'run/instructions",
+        "gen instructions --config instructgen/instructions/config.yaml --out run/instructions"]
 
 
 def test_bad_record_names_file_and_line(tmp_path):

@@ -99,3 +99,13 @@ def test_sunburst_lines_bars():
         svg.sunburst("v", [], "none")
     with pytest.raises(ValueError):
         svg.histogram("h", [("none", [])], "t", "x")
+
+
+def test_labels_from_the_run_are_text_not_mathtext():
+    """A filter named `len$x^$` (curate.yaml `name:`) or a verb list holding `$\\frac{$`: matplotlib parsed them
+    as mathtext and raised, so the funnel figure was dropped with a parser traceback in the page's notes."""
+    out, _ = svg.funnel("f", [("curated: len$x^$", 6, 1), ("curated: read$\\frac{$", 6, 0)], "Funnel $a$")
+    texts = [unescape(re.sub("<[^>]+>", "", t)) for t in re.findall(r"<text[^>]*>.*?</text>", out, re.S)]
+    assert "curated: len$x^$" in texts and "curated: read$\\frac{$" in texts and "Funnel $a$" in texts
+    h = svg.histogram("h", [("cost $5", [1.0, 2.0, 3.0])], "price in $ and $$", "$x^$").svg
+    assert "price in $ and $$" in unescape(h) and "$x^$" in unescape(h)
