@@ -113,8 +113,8 @@ def part_minhash(args) -> dict:
     for workers in (1, 0):  # one process (as the loop), then one per CPU; the same decisions either way
         tasks = tasks_from(rows)
         with tempfile.TemporaryDirectory() as cache:
-            f = MinHashFilter(threshold=THRESHOLD, ngram=NGRAM, num_perm=NUM_PERM, fields=["instruction"],
-                              workers=workers)
+            f = MinHashFilter.of(threshold=THRESHOLD, ngram=NGRAM, num_perm=NUM_PERM, fields=["instruction"],
+                                 workers=workers)
             f.prepare({"cache_dir": cache})
             t0 = time.perf_counter()
             f.apply(tasks)
@@ -245,7 +245,7 @@ def part_embedding(args) -> dict:
     texts = [rows[i]["prompt"] for i in pick]
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as cache:
-        f = EmbeddingDedupFilter(threshold=0.95, batch_size=32, fields=["instruction"])
+        f = EmbeddingDedupFilter.of(threshold=0.95, batch_size=32, fields=["instruction"])
         t0 = time.perf_counter()
         f.prepare({"cache_dir": cache})
         model = f.load()  # ours pays the model load; the raw side then shares the same model object
@@ -266,7 +266,7 @@ def part_embedding(args) -> dict:
                     embs.append(f.embed(part))  # hashing, cache lookup, encode, cache writes
                     t_ours += time.perf_counter() - t0
         t0 = time.perf_counter()
-        kept, _, _ = nearest_kept(np.concatenate(embs), f.threshold, f.block_size)
+        kept, _, _ = nearest_kept(np.concatenate(embs), f.p.threshold, f.p.block_size)
         t_search = time.perf_counter() - t0
     n = len(texts)
     t_total = t_load + t_ours + t_search
@@ -300,7 +300,7 @@ def part_chain(args) -> dict:
     rng = np.random.default_rng(2)
     sample = [reaching[i] for i in sorted(rng.choice(n_emb, size=min(args.encode_sample, n_emb), replace=False))]
     from instructgen.records import Task
-    f = EmbeddingDedupFilter(**{k: v for k, v in vars(emb_spec.params).items()})
+    f = EmbeddingDedupFilter(emb_spec.params)
     with tempfile.TemporaryDirectory() as cache:
         f.prepare({"cache_dir": cache})
         f.apply([Task.from_dict(r) for r in sample])

@@ -11,6 +11,8 @@ INPUT: a run folder (gen instructions / gen instances / gen curate), our JSONL r
 Alpaca JSON/JSONL, prompt/completion JSONL, chat `messages` JSONL, Parquet, or a saved HF dataset folder.
 The chain is the packaged default (see --print-config) or --config FILE. Every dropped record keeps its reason,
 its scores and, for duplicates, the id of the kept copy (`duplicate_of`; the first copy in input order is kept).
+Every record reaching a scoring filter keeps that filter's score and rank (meta.rank), kept or dropped; its
+`keep_top: N` or `keep_top: SHARE` option keeps only the best N (or share) by that score, after its threshold.
 
 OUT: kept.jsonl, rejected.jsonl, stats.json (per filter: records in, dropped per reason, seconds), the resolved
 config (config.json, curate.yaml). Re-running the same command resumes or does nothing; another config is

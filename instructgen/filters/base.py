@@ -1,18 +1,24 @@
-"""A filter scores a record, then keeps it or drops it with a short reason (datatrove's base filter shape).
+"""The filter contract: a filter scores records, then keeps or drops each with a short reason (datatrove's base
+filter shape). Its `Params` dataclass is its one configuration: `XFilter(XFilter.Params(...))`, or
+`XFilter.of(**options)`; a subclass validates and derives state in `setup()`, never in `__init__`.
 
-`Filter.check(task)` returns None to keep, a reason string to drop, or (reason, duplicate_of id) for a
-near-duplicate; it may store scores on the task.
-`Filter.apply(tasks)` runs `check` over the records still kept, in order; stateful filters (novelty, dedup)
-override it. `run_chain` applies filters in order and counts drops per reason: the report comes for free.
+Two kinds:
+- `RecordFilter` judges each record on its own: it implements `score_batch(tasks) -> list[Decision]`, and the
+  base does the batching, the progress bar, skipping records already dropped and, for expensive filters
+  (`cache_kind`), a per-record score cache keyed by text hash, so a crash mid-step redoes no finished record.
+- `GlobalStep` depends on order or on the whole set (dedup, novelty, selection): it implements
+  `step(tasks) -> list[Decision]`, called once with every record that reaches it.
 
-Filters that users pick by name in a `gen curate` config also declare `Params`, a dataclass of their options
-with a doc per field (built with `doc`), and `prepare(ctx)`, which checks everything the filter needs (a
-server, a model, a file) before any record is touched.
+A Decision is None (keep), a reason (`too_short:instruction`) or (reason, id of the record it duplicates).
+A scoring filter (`score_key` set) ranks every record it scored (`task.meta["rank"][name]`, 1 = best) and keeps
+by threshold and/or by budget (`keep_top`, from `SelectParams`): re-selecting costs no model call.
+`run_chain` applies filters in order and counts drops per reason: the report comes for free.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +27,7 @@ from typing import Any, Iterable, Sequence
 from ..records import Task
 
 FIELDS = ("instruction", "input", "output")
+Decision = Any  # None | str | tuple[str, str]
 
 
 def doc(text: str, **kw):
@@ -42,51 +49,241 @@ def joined_text(task: Task, fields: Sequence[str]) -> str:
     return "\n".join(t for f in fields for t in field_texts(task, f) if t)
 
 
+def check_fields(fields: Sequence[str], name: str) -> tuple[str, ...]:
+    """Validate a filter's `fields` option; the error names the filter and the allowed fields."""
+    fields = tuple(fields)
+    bad = [f for f in fields if f not in FIELDS]
+    if bad or not fields:
+        raise ValueError(f"fields: {', '.join(bad) or '(empty)'} - filter '{name}' reads one or more of "
+                         f"{', '.join(FIELDS)}")
+    return fields
+
+
+@dataclass
+class SelectParams:
+    """The budget option every scoring filter's Params inherits."""
+
+    keep_top: float | None = doc("also keep only the best records by this filter's score: an int N >= 1 keeps N, "
+                                 "a share in (0, 1) keeps that share of the records reaching the filter; null = "
+                                 "threshold only", default=None)
+
+
+def budget(keep_top: float | int | None, n: int) -> int | None:
+    """How many records `keep_top` keeps out of `n` (None: no budget); ValueError on a value that is neither."""
+    if keep_top is None:
+        return None
+    if isinstance(keep_top, bool) or not isinstance(keep_top, (int, float)):
+        raise ValueError(f"keep_top: an int N >= 1 or a share in (0, 1), got {keep_top!r}")
+    if isinstance(keep_top, int):
+        if keep_top < 1:
+            raise ValueError(f"keep_top: an int N >= 1 or a share in (0, 1), got {keep_top}")
+        return min(keep_top, n)
+    if not 0 < keep_top < 1:
+        raise ValueError(f"keep_top: a share must be in (0, 1) (or give an int count), got {keep_top}")
+    return min(n, math.ceil(keep_top * n))
+
+
 class Filter:
-    """Base class: subclasses set `name` and implement `check` (or override `apply`)."""
+    """Base of both kinds. Subclasses set `name`, `Params` (a dataclass with a default and a doc per field) and
+    a docstring; they may implement `setup()` (validate `self.p`, raise ValueError naming the option) and
+    `prepare(ctx)` (check a server, a model or a file before any record is read)."""
 
     name = "filter"
-    fields: tuple[str, ...] = ("instruction",)
-    Params: Any = None  # dataclass of the options a config may set (None: not configurable by name)
+    Params: Any = None
     per_field = True  # True: judges each field on its own; False: reads the fields joined into one text
+    score_key: str | None = None  # the task.scores key ranked for keep_top (None: not a scoring filter)
+    higher_is_better = True
     note: str | None = None  # shown in the stats, e.g. "skipped: LanguageTool not reachable"
     progress: Any = None  # a tqdm-like bar (update(n)) set by the chain runner, or None
 
+    def __init__(self, params=None):
+        self.p = params if params is not None else self.Params()
+        self.details: dict = {}
+        self._ticked = 0
+        if hasattr(self.p, "fields"):
+            self.fields = check_fields(self.p.fields, self.name)
+        self.setup()
+        budget(self.keep_top, 1)  # a bad keep_top fails at build time
+
+    @property
+    def keep_top(self) -> float | int | None:
+        return self.p.keep_top if isinstance(self.p, SelectParams) else None
+
     @classmethod
-    def from_params(cls, params) -> "Filter":
-        """Build the filter from its `Params` (the default: the params are the constructor's arguments)."""
-        return cls(**dataclasses.asdict(params))
+    def of(cls, **options) -> "Filter":
+        """`cls(cls.Params(**options))`: build from options in code."""
+        return cls(cls.Params(**options))
+
+    def setup(self) -> None:
+        """Validate `self.p` and derive state (override; raise ValueError naming the option)."""
 
     def prepare(self, ctx: dict) -> None:
         """Check what the filter needs before any work (server, model, files); raise a user error if missing.
         `ctx` holds run-wide settings (cache_dir, read_only_cache, quiet, languagetool_url)."""
 
-    def params(self) -> dict:
-        """The options this filter runs with, for stats.json."""
-        return {}
+    def close(self) -> None:
+        """Release what `prepare` opened (a server, a model); called at the end of `apply`."""
 
-    def check(self, task: Task) -> str | tuple[str, str] | None:
+    def params(self) -> dict:
+        """The options this filter runs with (stats.json): its Params, nothing else."""
+        return dataclasses.asdict(self.p)
+
+    def tick(self, n: int) -> None:
+        """Advance the progress bar by n records."""
+        self._ticked += n
+        if self.progress is not None and n:
+            self.progress.update(n)
+
+    def decisions(self, tasks: list[Task]) -> list[Decision]:
         raise NotImplementedError
 
+    def decide_one(self, task: Task) -> Decision:
+        raise NotImplementedError(f"filter '{self.name}' judges a whole set, not one record at a time")
+
     def decide(self, task: Task) -> bool:
-        """Run `check` on one record and record the verdict; True when kept."""
-        reason = self.check(task)
-        if reason:
-            reason, dup = reason if isinstance(reason, tuple) else (reason, None)
-            task.drop(reason, filter=self.name, duplicate_of=dup)
-            return False
-        return True
+        """Run one record through the filter (online use, e.g. `gen instructions`); True when kept."""
+        return _record(self.name, task, self.decide_one(task))
 
     def apply(self, tasks: Iterable[Task]) -> list[Task]:
-        out = []
-        pbar = self.progress
-        for t in tasks:
-            if t.kept:
-                self.decide(t)
-                if pbar is not None:
-                    pbar.update(1)
-            out.append(t)
+        """Decide every kept record, rank them and apply keep_top, record the verdicts; returns all records."""
+        tasks = list(tasks)
+        todo = [t for t in tasks if t.kept]
+        self._ticked = 0
+        try:
+            out = self.decisions(todo) if todo else []
+        finally:
+            self.close()
+        if len(out) != len(todo):
+            raise RuntimeError(f"filter '{self.name}' returned {len(out)} decisions for {len(todo)} records")
+        self.tick(max(0, len(todo) - self._ticked))
+        if self.score_key is not None:
+            out = self._select(todo, list(out))
+        for t, d in zip(todo, out):
+            _record(self.name, t, d)
+        return tasks
+
+    def _select(self, todo: list[Task], out: list[Decision]) -> list[Decision]:
+        """Rank every scored record (meta["rank"][name], 1 = best) and drop the survivors beyond keep_top."""
+        key, sign = self.score_key, (-1.0 if self.higher_is_better else 1.0)
+        scored = [i for i, t in enumerate(todo) if _is_num(t.scores.get(key))]
+        scored.sort(key=lambda i: (sign * float(todo[i].scores[key]), i))
+        for r, i in enumerate(scored, 1):
+            t = todo[i]
+            t.meta["rank"] = {**t.meta.get("rank", {}), self.name: r}
+        n = budget(self.keep_top, len(todo))
+        if n is None:
+            return out
+        keep = set([i for i in scored if not out[i]][:n])
+        reason = f"below_top_{n}:{key}"
+        return [d if d or i in keep else reason for i, d in enumerate(out)]
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+
+
+def _record(name: str, task: Task, d: Decision) -> bool:
+    if not d:
+        return True
+    reason, dup = d if isinstance(d, tuple) else (d, None)
+    task.drop(reason, filter=name, duplicate_of=dup)
+    return False
+
+
+class RecordFilter(Filter):
+    """A filter judging each record on its own: implement `score_batch(tasks) -> list[Decision]`, writing every
+    score it computes into `task.scores` for every record, kept or dropped.
+
+    An expensive filter sets `cache_kind` and `score_names` (the float scores score_batch sets) and implements
+    `decide_scores(task)`: scores are then cached per record by text hash (`cache.VectorCache` in
+    ctx["cache_dir"]), flushed every `cache_flush` records or 30 s, and a hit costs no scoring at all."""
+
+    batch_size = 256  # records per score_batch call (Params.batch_size wins when it has one)
+    cache_kind: str | None = None
+    score_names: tuple[str, ...] = ()
+    cache_flush = 256
+    cache: Any = None
+
+    def score_batch(self, tasks: list[Task]) -> list[Decision]:
+        raise NotImplementedError
+
+    def decide_scores(self, task: Task) -> Decision:
+        """The decision from `task.scores` alone (needed with a cache: a cached record is not scored again)."""
+        raise NotImplementedError
+
+    def cache_identity(self) -> dict:
+        """What makes a cached score valid: the params, less the options that only decide."""
+        return {k: v for k, v in self.params().items() if k not in ("threshold", "keep_top")}
+
+    def cache_text(self, task: Task) -> str:
+        return joined_text(task, self.fields)
+
+    def prepare(self, ctx: dict) -> None:
+        if self.cache_kind is not None:
+            from .cache import VectorCache
+            self.cache = VectorCache(ctx.get("cache_dir"), self.cache_kind, self.cache_identity(),
+                                     read_only=ctx.get("read_only_cache", False))
+
+    def decide_one(self, task: Task) -> Decision:
+        return self.score_batch([task])[0]
+
+    def decisions(self, tasks: list[Task]) -> list[Decision]:
+        size = max(1, int(getattr(self.p, "batch_size", self.batch_size)))
+        out: list[Decision] = [None] * len(tasks)
+        todo = list(range(len(tasks)))
+        cache = self.cache if self.cache_kind is not None else None
+        keys: list = []
+        if cache is not None:
+            import numpy as np
+            from .cache import VectorCache
+            keys = [VectorCache.key(self.cache_text(t)) for t in tasks]
+            vecs, found = cache.lookup(keys, len(self.score_names), np.float64)
+            for i in np.nonzero(found)[0].tolist():
+                for k, v in zip(self.score_names, vecs[i].tolist()):
+                    if not math.isnan(v):
+                        tasks[i].scores[k] = v
+                out[i] = self.decide_scores(tasks[i])
+            todo = np.nonzero(~found)[0].tolist()
+            self.details.update(scores_cached=int(found.sum()), scored=len(todo))
+            self.tick(int(found.sum()))
+        pending: list[int] = []
+        last_flush = time.monotonic()
+        for a in range(0, len(todo), size):
+            idx = todo[a:a + size]
+            for i, d in zip(idx, self.score_batch([tasks[i] for i in idx])):
+                out[i] = d
+            self.tick(len(idx))
+            if cache is not None:
+                pending += idx
+                if len(pending) >= self.cache_flush or time.monotonic() - last_flush > 30:
+                    self._flush(cache, tasks, keys, pending)
+                    pending, last_flush = [], time.monotonic()
+        if cache is not None and pending:
+            self._flush(cache, tasks, keys, pending)
         return out
+
+    def _flush(self, cache, tasks: list[Task], keys: list, idx: list[int]) -> None:
+        import numpy as np
+        vec = np.array([[float(tasks[i].scores.get(k, math.nan)) for k in self.score_names] for i in idx],
+                       dtype=np.float64).reshape(len(idx), len(self.score_names))
+        cache.add([keys[i] for i in idx], vec)
+
+
+class GlobalStep(Filter):
+    """An order-dependent step (dedup, novelty, selection): implement `step(tasks) -> list[Decision]`, called once
+    with every record that reaches it, in input order. Online steps also implement `check(task)`."""
+
+    def step(self, tasks: list[Task]) -> list[Decision]:
+        raise NotImplementedError
+
+    def check(self, task: Task) -> Decision:
+        raise NotImplementedError(f"filter '{self.name}' judges a whole set, not one record at a time")
+
+    def decide_one(self, task: Task) -> Decision:
+        return self.check(task)
+
+    def decisions(self, tasks: list[Task]) -> list[Decision]:
+        return self.step(tasks)
 
 
 @dataclass

@@ -10,6 +10,8 @@ Errors name the file, the line of the entry, the entry and the option.
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,11 +24,15 @@ from .exact import ExactDedupFilter
 from .grammar import GrammarFilter
 from .minhash import MinHashFilter
 from .readability import ReadabilityFilter
-from .rouge import RougeNoveltyFilter
-from .rules import BlacklistFilter, FirstCharFilter, LengthFilter, PrefixFilter
+from .rouge import RougeNoveltyFilter, RougeParams
+from .diversity import DiversityFilter
+from .ifd import IFDFilter
+from .llm_judge import LLMJudgeFilter
+from .rules import (BlacklistFilter, BlacklistParams, FirstCharFilter, FirstCharParams, LengthFilter, LengthParams,
+                    PrefixFilter, PrefixParams)
 
-# name -> filter class; every class has a docstring, a `Params` dataclass with a doc per field, and builds from
-# its default Params (tests/filters/test_chain.py checks all three).
+# name -> filter class; every class has a docstring, a `Params` dataclass with a doc per field, builds from its
+# default Params alone and declares no option anywhere else (tests/filters/test_chain.py checks all of it).
 FILTERS: dict[str, type[Filter]] = {
     "length": LengthFilter,
     "blacklist": BlacklistFilter,
@@ -38,6 +44,9 @@ FILTERS: dict[str, type[Filter]] = {
     "minhash": MinHashFilter,
     "rouge_l": RougeNoveltyFilter,
     "embedding": EmbeddingDedupFilter,
+    "ifd": IFDFilter,
+    "llm_judge": LLMJudgeFilter,
+    "diversity": DiversityFilter,
 }
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "data" / "curate.yaml"
@@ -142,12 +151,12 @@ def load_config(config: str | Path | dict | CurateConfig | None = None) -> Curat
 
 
 def build_filter(spec: FilterSpec) -> Filter:
-    """Construct one filter; a bad value names the entry."""
+    """Construct one filter from its Params alone; a bad value names the entry."""
     try:
-        f = FILTERS[spec.filter].from_params(spec.params)
+        f = FILTERS[spec.filter](spec.params)
     except ValueError as e:
         raise ConfigError(f"{spec.where}: {spec.filter}: {e}") from None
-    f.name = spec.name
+    f.name = spec.name  # the label in verdicts, stats and meta["rank"]
     return f
 
 
@@ -169,10 +178,11 @@ def check_input_fields(pairs: Sequence[tuple[FilterSpec, Filter]], tasks: Sequen
 
 
 def filter_stats(spec: FilterSpec, f: Filter | None, st: FilterStats) -> dict:
-    """The stats.json entry of one filter: FilterStats.to_dict() plus its params and run details."""
+    """The stats entry of one filter (curate's stats.json and gen instructions' summary.json "filters"):
+    FilterStats.to_dict() plus its registry name, its params (the Params, whole) and run details."""
     d = st.to_dict()
     d["filter"] = spec.filter
-    d["params"] = f.params() if f is not None else dataclasses.asdict(spec.params)
+    d["params"] = dataclasses.asdict(spec.params)
     details = getattr(f, "details", None)
     if details:
         d["details"] = dict(details)
@@ -192,4 +202,98 @@ def run_step(spec: FilterSpec, f: Filter | None, tasks: list[Task], quiet: bool 
     finally:
         pbar.close()
         f.progress = None
+        getattr(f, "close", lambda: None)()  # a judge or scorer model is freed once its step is done
     return tasks, filter_stats(spec, f, st)
+
+
+# --- gen instructions: the same filters, one record at a time --------------------------------------------------
+
+def instruction_specs(cfg) -> list[FilterSpec]:
+    """`gen instructions`' filters as chain entries, from a GenerationConfig: the same registry entries and
+    Params `gen curate` builds from YAML (the rules, then ROUGE-L novelty against seeds + kept)."""
+    where = f"--preset {cfg.preset}"
+    return [FilterSpec("length", "length", True, LengthParams(min_words=cfg.min_words, max_words=cfg.max_words), where),
+            FilterSpec("blacklist", "blacklist", True, BlacklistParams(words=list(cfg.blacklist)), where),
+            FilterSpec("first_char", "first_char", True, FirstCharParams(), where),
+            FilterSpec("prefix", "prefix", True, PrefixParams(prefixes=list(cfg.forbidden_prefixes)), where),
+            FilterSpec("rouge_l", "rouge_l", True, RougeParams(threshold=cfg.rouge_threshold, top_k=cfg.top_k_similar,
+                                                               mean_similarity=cfg.mean_similarity), where)]
+
+
+class OnlineChain:
+    """Filters run on one record at a time, in order (`gen instructions` decides each candidate as it is parsed,
+    against a novelty pool that grows with every kept one): the rule filters, then the novelty filter last.
+    A recipe may run other checks between the two (`decide_rules`, then its own, then `decide_novelty`)."""
+
+    def __init__(self, pairs: Sequence[tuple[FilterSpec, Filter]]):
+        self.pairs = list(pairs)
+        self.seconds = [0.0] * len(self.pairs)  # this session only: a replayed record was timed before
+
+    @property
+    def rules(self) -> list[Filter]:
+        return [f for _, f in self.pairs[:-1]]
+
+    @property
+    def novelty(self) -> RougeNoveltyFilter:
+        return self.pairs[-1][1]
+
+    def _run(self, task: Task, ks: range) -> bool:
+        for k in ks:
+            t0 = time.perf_counter()
+            ok = self.pairs[k][1].decide(task)
+            self.seconds[k] += time.perf_counter() - t0
+            if not ok:
+                return False
+        return True
+
+    def decide_rules(self, task: Task) -> bool:
+        """The rule filters on one record until one drops it; True when it passed them all."""
+        return self._run(task, range(len(self.pairs) - 1))
+
+    def decide_novelty(self, task: Task) -> bool:
+        """The novelty check on one record; True when kept (it then joins the pool)."""
+        return self._run(task, range(len(self.pairs) - 1, len(self.pairs)))
+
+    def decide(self, task: Task) -> bool:
+        """Every filter on one record, in order; True when kept."""
+        return self.decide_rules(task) and self.decide_novelty(task)
+
+    def replay(self, task: Task) -> None:
+        """A kept record read back from the run's log (resume): it joins the novelty pool, undecided again."""
+        self.novelty.index.add(task.id, task.instruction)
+
+    def stats(self, records: Sequence[Task], upstream: Sequence[str] = ("parse",)) -> list[dict]:
+        """Per-filter stats in curate's shape from the verdicts of every record the run logged: one dropped by
+        filter k reached filters 0..k; one dropped by a check named in `upstream` (parsing) reached none; one
+        dropped by any other check outside the chain (a recipe's own, between rules and novelty) reached the
+        rules only."""
+        names = [spec.name for spec, _ in self.pairs]
+        at = {n: k for k, n in enumerate(names)}
+        reached = [0] * len(names)
+        dropped = [Counter() for _ in names]
+        for t in records:
+            if t.kept:
+                last = len(names) - 1
+            elif t.verdict.filter in at:
+                last = at[t.verdict.filter]
+                dropped[last][t.verdict.reason] += 1
+            elif t.verdict.filter in upstream:
+                continue
+            else:
+                last = len(names) - 2
+            for k in range(last + 1):
+                reached[k] += 1
+        out = []
+        for k, (spec, f) in enumerate(self.pairs):
+            st = FilterStats(spec.name, records_in=reached[k], dropped=dropped[k], seconds=self.seconds[k],
+                             note=getattr(f, "note", None))
+            out.append(filter_stats(spec, f, st))
+        return out
+
+
+def instruction_chain(cfg, seeds: Sequence[Task]) -> OnlineChain:
+    """`gen instructions`' chain for a GenerationConfig: rule filters, then ROUGE-L novelty whose pool starts
+    with the seed instructions (their ids appear in duplicate_of)."""
+    chain = OnlineChain([(spec, build_filter(spec)) for spec in instruction_specs(cfg)])
+    chain.novelty.add_reference((s.id, s.instruction) for s in seeds)
+    return chain

@@ -13,14 +13,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..records import Task
-from .base import Filter, doc, joined_text
+from .base import Decision, GlobalStep, SelectParams, doc, joined_text
 from .cache import VectorCache
-from .rules import check_fields
 
 ENCODE_CHUNK = 1024  # texts per encode call and per cache chunk
 
@@ -83,7 +82,7 @@ def nearest_kept(emb: np.ndarray, threshold: float, block: int = 1024, chunk: in
 
 
 @dataclass
-class EmbeddingParams:
+class EmbeddingParams(SelectParams):
     threshold: float = doc("drop when the cosine similarity to an earlier kept record is at least this",
                            default=0.95)
     model: str = doc("sentence-transformers model: an embedded name (all-minilm-l6-v2), a local folder, or a "
@@ -97,47 +96,42 @@ class EmbeddingParams:
     fields: list[str] = doc("fields joined into the embedded text", default_factory=lambda: ["instruction", "input"])
 
 
-class EmbeddingDedupFilter(Filter):
+class EmbeddingDedupFilter(GlobalStep):
     """Near-duplicate removal with sentence embeddings: drop a record whose cosine similarity to an earlier
     kept record is at least `threshold` (normalised embeddings, exact blocked search). Stores `embedding_cos_max`
-    (against the earlier kept records; -1 for the first). Embeddings are cached by text hash."""
+    (against the earlier kept records; -1 for the first). Embeddings are cached by text hash. `keep_top` keeps
+    the most novel (lowest embedding_cos_max)."""
 
     name = "embedding"
     Params = EmbeddingParams
     per_field = False
+    score_key = "embedding_cos_max"
+    higher_is_better = False
 
-    def __init__(self, threshold: float = 0.95, model: str = "all-minilm-l6-v2", batch_size: int = 32,
-                 max_seq_length: int = 0, device: str = "cpu", block_size: int = 1024,
-                 fields: Sequence[str] = ("instruction", "input")):
-        if not -1 <= threshold <= 1:
-            raise ValueError(f"threshold must be in [-1, 1], got {threshold}")
-        if batch_size < 1 or block_size < 1 or max_seq_length < 0:
+    def setup(self) -> None:
+        p = self.p
+        if not -1 <= p.threshold <= 1:
+            raise ValueError(f"threshold must be in [-1, 1], got {p.threshold}")
+        if p.batch_size < 1 or p.block_size < 1 or p.max_seq_length < 0:
             raise ValueError("batch_size and block_size must be >= 1, max_seq_length >= 0")
-        self.threshold, self.model, self.batch_size, self.max_seq_length = threshold, model, batch_size, max_seq_length
-        self.device, self.block_size = device, block_size
-        self.fields = check_fields(fields, self.name)
+        self.threshold, self.model = p.threshold, p.model
         self.model_path: str | None = None
         self.cache: VectorCache | None = None
-        self.details: dict = {}
         self._st = None
 
     def prepare(self, ctx: dict) -> None:
         self.model_path = resolve_model(self.model)  # a missing model fails here, before any work
         self.cache = VectorCache(ctx.get("cache_dir"), "embedding",
-                                 {"model": self.model, "max_seq_length": self.max_seq_length,
+                                 {"model": self.model, "max_seq_length": self.p.max_seq_length,
                                   "normalized": True}, read_only=ctx.get("read_only_cache", False))
-
-    def params(self) -> dict:
-        return {"threshold": self.threshold, "model": self.model, "batch_size": self.batch_size,
-                "max_seq_length": self.max_seq_length, "fields": list(self.fields)}
 
     def load(self):
         """The SentenceTransformer (loaded once, only when something is not cached)."""
         if self._st is None:
             from sentence_transformers import SentenceTransformer
-            self._st = SentenceTransformer(self.model_path or resolve_model(self.model), device=self.device)
-            if self.max_seq_length:
-                self._st.max_seq_length = self.max_seq_length
+            self._st = SentenceTransformer(self.model_path or resolve_model(self.model), device=self.p.device)
+            if self.p.max_seq_length:
+                self._st.max_seq_length = self.p.max_seq_length
         return self._st
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -150,9 +144,7 @@ class EmbeddingDedupFilter(Filter):
             out, found = cache.lookup(keys, cache.dim(), np.float32)
             missing_all = np.nonzero(~found)[0].tolist()
         t0 = time.perf_counter()
-        pbar = self.progress
-        if pbar is not None:
-            pbar.update(len(texts) - len(missing_all))
+        self.tick(len(texts) - len(missing_all))
         if missing_all:
             t_load = time.perf_counter()
             model = self.load()
@@ -165,29 +157,23 @@ class EmbeddingDedupFilter(Filter):
             order = sorted(missing_all, key=lambda i: -len(texts[i]))
             for c in range(0, len(order), ENCODE_CHUNK):
                 idx = order[c:c + ENCODE_CHUNK]
-                vec = model.encode([texts[i] for i in idx], batch_size=self.batch_size, normalize_embeddings=True,
+                vec = model.encode([texts[i] for i in idx], batch_size=self.p.batch_size, normalize_embeddings=True,
                                    convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
                 out[idx] = vec
                 cache.add([keys[i] for i in idx], vec)
-                if pbar is not None:
-                    pbar.update(len(idx))
+                self.tick(len(idx))
         self.details.update(embeddings_cached=len(texts) - len(missing_all), embeddings_encoded=len(missing_all),
                             encode_seconds=round(time.perf_counter() - t0, 3))
         if out is None:
             out = np.zeros((0, 1), dtype=np.float32)
         return out
 
-    def apply(self, tasks: Iterable[Task]) -> list[Task]:
-        tasks = list(tasks)
-        todo = [t for t in tasks if t.kept]
-        if not todo:
-            return tasks
+    def step(self, todo: list[Task]) -> list[Decision]:
         emb = self.embed([joined_text(t, self.fields) for t in todo])
         t0 = time.perf_counter()
-        kept, dup, best = nearest_kept(emb, self.threshold, self.block_size)
+        kept, dup, best = nearest_kept(emb, self.threshold, self.p.block_size)
         self.details["search_seconds"] = round(time.perf_counter() - t0, 3)
         for i, t in enumerate(todo):
             t.scores["embedding_cos_max"] = float(best[i])
-            if not kept[i]:
-                t.drop(f"embedding_cos>={self.threshold:.2f}", filter=self.name, duplicate_of=todo[dup[i]].id)
-        return tasks
+        return [None if kept[i] else (f"embedding_cos>={self.threshold:.2f}", todo[dup[i]].id)
+                for i in range(len(todo))]

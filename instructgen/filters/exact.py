@@ -5,11 +5,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from ..records import Task, text_hash
-from .base import Filter, doc, joined_text
-from .rules import check_fields
+from .base import Decision, GlobalStep, doc, joined_text
 
 _WORD = re.compile(r"\w+")
 
@@ -26,7 +24,7 @@ class ExactDedupParams:
                             "asked twice, whatever the answers)", default_factory=lambda: ["instruction", "input"])
 
 
-class ExactDedupFilter(Filter):
+class ExactDedupFilter(GlobalStep):
     """Drop a record whose normalised text (see `normalize`) equals an earlier kept one's; the first copy in
     input order is kept and named in `duplicate_of`."""
 
@@ -34,12 +32,8 @@ class ExactDedupFilter(Filter):
     Params = ExactDedupParams
     per_field = False
 
-    def __init__(self, fields: Sequence[str] = ("instruction", "input")):
-        self.fields = check_fields(fields, self.name)
+    def setup(self) -> None:
         self._seen: dict[str, str] = {}
-
-    def params(self) -> dict:
-        return {"fields": list(self.fields)}
 
     def check(self, task: Task) -> tuple[str, str] | None:
         key = text_hash(normalize(joined_text(task, self.fields)))
@@ -49,6 +43,6 @@ class ExactDedupFilter(Filter):
         self._seen[key] = task.id
         return None
 
-    def apply(self, tasks: Iterable[Task]) -> list[Task]:
+    def step(self, tasks: list[Task]) -> list[Decision]:
         self._seen = {}
-        return super().apply(tasks)
+        return [self.check(t) for t in tasks]

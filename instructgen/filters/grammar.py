@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..records import Task
-from .base import Filter, doc, field_texts
-from .rules import check_fields
+from .base import Decision, RecordFilter, SelectParams, doc, field_texts
 
 ENV_URL = "LANGUAGETOOL_URL"
 SKIPPED_NOTE = "skipped: LanguageTool not reachable"
@@ -78,7 +77,7 @@ def local_install() -> str | None:
 
 
 @dataclass
-class GrammarParams:
+class GrammarParams(SelectParams):
     max_issues_per_100_words: float = doc("drop a field with more LanguageTool issues per 100 words", default=5.0)
     url: str | None = doc(f"LanguageTool server root (http://host:8081); None = --languagetool-url, then "
                           f"${ENV_URL}, then a local install", default=None)
@@ -94,59 +93,53 @@ class GrammarParams:
     fields: list[str] = doc("fields checked, each on its own", default_factory=lambda: ["instruction"])
 
 
-class GrammarFilter(Filter):
+class GrammarFilter(RecordFilter):
     """Drop a field with more than `max_issues_per_100_words` LanguageTool issues per 100 words. Stores
-    `grammar_issues_per_100_words_<field>` (the worst instance)."""
+    `grammar_issues_per_100_words_<field>` (the worst instance); `keep_top` ranks by the first field's rate
+    (lower: better)."""
 
     name = "grammar"
     Params = GrammarParams
+    higher_is_better = False
 
-    def __init__(self, max_issues_per_100_words: float = 5.0, url: str | None = None, on_missing: str = "error",
-                 language: str = "en-US", ignore_categories: Sequence[str] = ("TYPOS",),
-                 ignore_rules: Sequence[str] = (), min_words: int = 5, workers: int = 4, timeout_s: float = 5.0,
-                 fields: Sequence[str] = ("instruction",)):
-        if on_missing not in ("error", "skip"):
-            raise ValueError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
-        if workers < 1:
+    @property
+    def score_key(self) -> str:
+        return f"grammar_issues_per_100_words_{self.fields[0]}"
+
+    def setup(self) -> None:
+        if self.p.on_missing not in ("error", "skip"):
+            raise ValueError(f"on_missing must be 'error' or 'skip', got {self.p.on_missing!r}")
+        if self.p.workers < 1:
             raise ValueError("workers must be at least 1")
-        self.max_rate, self.url, self.on_missing, self.language = max_issues_per_100_words, url, on_missing, language
-        self.ignore_categories, self.ignore_rules = tuple(ignore_categories), tuple(ignore_rules)
-        self.min_words, self.workers, self.timeout_s = min_words, workers, timeout_s
-        self.fields = check_fields(fields, self.name)
         self.tool = None
         self.note = None
         self.where: str | None = None
-
-    def params(self) -> dict:
-        return {"max_issues_per_100_words": self.max_rate, "language": self.language, "server": self.where,
-                "ignore_categories": list(self.ignore_categories), "ignore_rules": list(self.ignore_rules),
-                "min_words": self.min_words, "fields": list(self.fields)}
 
     def connect(self, url: str | None) -> None:
         """Open a LanguageTool client (remote `url`, else a local install); raises GrammarUnavailable."""
         import language_tool_python
         if url:
-            why = probe(url, self.timeout_s)
+            why = probe(url, self.p.timeout_s)
             if why:
                 raise GrammarUnavailable(f"LanguageTool server {url} is not reachable ({why}).")
-            self.tool = language_tool_python.LanguageTool(self.language, remote_server=normalize_url(url))
-            self.where = normalize_url(url)
+            self.tool = language_tool_python.LanguageTool(self.p.language, remote_server=normalize_url(url))
+            self.where = self.details["server"] = normalize_url(url)
             return
         version = local_install()
         if version is None:
             raise GrammarUnavailable(f"no LanguageTool server given (--languagetool-url, ${ENV_URL} or `url:`) "
                                      "and no local LanguageTool install with Java found.")
         kw = {} if version == "jar_dir" else {"language_tool_download_version": version}
-        self.tool = language_tool_python.LanguageTool(self.language, **kw)
-        self.where = f"local LanguageTool {version}"
+        self.tool = language_tool_python.LanguageTool(self.p.language, **kw)
+        self.where = self.details["server"] = f"local LanguageTool {version}"
 
     def prepare(self, ctx: dict) -> None:
         from ..config import ConfigError
-        url = self.url or ctx.get("languagetool_url") or os.environ.get(ENV_URL)
+        url = self.p.url or ctx.get("languagetool_url") or os.environ.get(ENV_URL)
         try:
             self.connect(url)
         except GrammarUnavailable as e:
-            if self.on_missing == "skip":
+            if self.p.on_missing == "skip":
                 self.note = SKIPPED_NOTE
                 return
             raise ConfigError(f"grammar filter: {e} {HOW_TO}") from None
@@ -157,32 +150,25 @@ class GrammarFilter(Filter):
             self.tool = None
 
     def score(self, text: str) -> float:
-        rate, _ = issues_per_100_words(self.tool.check(text), text, self.ignore_categories, self.ignore_rules)
+        rate, _ = issues_per_100_words(self.tool.check(text), text, self.p.ignore_categories, self.p.ignore_rules)
         return rate
 
-    def apply(self, tasks: Iterable[Task]) -> list[Task]:
-        tasks = list(tasks)
+    def score_batch(self, tasks: list[Task]) -> list[Decision]:
         if self.tool is None:
             if self.note == SKIPPED_NOTE:
-                return tasks
+                return [None] * len(tasks)
             raise RuntimeError("GrammarFilter.apply before prepare(): no LanguageTool connected")
-        todo = [t for t in tasks if t.kept]
-        jobs = [(i, f, text) for i, t in enumerate(todo) for f in self.fields for text in field_texts(t, f)
+        jobs = [(i, f, text) for i, t in enumerate(tasks) for f in self.fields for text in field_texts(t, f)
                 if text.strip()]
-        with ThreadPoolExecutor(self.workers) as pool:  # requests wait on the server, not on this CPU
+        with ThreadPoolExecutor(self.p.workers) as pool:  # requests wait on the server, not on this CPU
             rates = list(pool.map(lambda job: self.score(job[2]), jobs))
         reasons: dict[int, str] = {}
         worst: dict[tuple[int, str], float] = {}
+        limit = self.p.max_issues_per_100_words
         for (i, f, text), rate in zip(jobs, rates):
             worst[i, f] = max(rate, worst.get((i, f), 0.0))
-            if i not in reasons and rate > self.max_rate and len(text.split()) >= self.min_words:
-                reasons[i] = f"grammar>{self.max_rate:g}/100w:{f}"
+            if i not in reasons and rate > limit and len(text.split()) >= self.p.min_words:
+                reasons[i] = f"grammar>{limit:g}/100w:{f}"
         for (i, f), rate in worst.items():
-            todo[i].scores[f"grammar_issues_per_100_words_{f}"] = rate
-        for i, t in enumerate(todo):
-            if i in reasons:
-                t.drop(reasons[i], filter=self.name)
-        if self.progress is not None:
-            self.progress.update(len(todo))
-        self.close()
-        return tasks
+            tasks[i].scores[f"grammar_issues_per_100_words_{f}"] = rate
+        return [reasons.get(i) for i in range(len(tasks))]

@@ -23,14 +23,13 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..records import Task
-from .base import Filter, doc, joined_text
+from .base import Decision, GlobalStep, SelectParams, doc, joined_text
 from .cache import VectorCache
-from .rules import check_fields
 
 _WORD = re.compile(r"\w+")
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -355,7 +354,7 @@ class _Slices(dict):
 
 
 @dataclass
-class MinHashParams:
+class MinHashParams(SelectParams):
     threshold: float = doc("drop when the estimated Jaccard similarity of the word n-gram sets with an earlier "
                            "kept record is at least this", default=0.7)
     ngram: int = doc("words per shingle (5 for documents; shorter texts are one shingle)", default=5)
@@ -363,7 +362,8 @@ class MinHashParams:
     seed: int = doc("datasketch permutation seed", default=1)
     recall_at_threshold: float = doc("bands/rows are chosen so a pair exactly at the threshold becomes a "
                                      "candidate with at least this probability", default=0.99)
-    bands: int = doc("LSH bands; 0 = chosen from the S-curve (with rows)", default=0)
+    bands: int = doc("LSH bands; 0 = chosen from the S-curve (then rows must be 0 too)", default=0)
+    rows: int = doc("signature values per band; 0 = chosen with bands (bands * rows <= num_perm)", default=0)
     exact_near_threshold: bool = doc("a candidate whose estimate is within 3 standard errors of the threshold is "
                                      "decided by its exact Jaccard (its two shingle sets), not by estimation noise",
                                      default=True)
@@ -373,50 +373,44 @@ class MinHashParams:
     fields: list[str] = doc("fields joined into the compared text", default_factory=lambda: ["instruction", "input"])
 
 
-class MinHashFilter(Filter):
+class MinHashFilter(GlobalStep):
     """Near-duplicate removal with MinHash LSH (datasketch permutations, vectorised): a record is dropped when
     an earlier kept one's estimated Jaccard similarity reaches `threshold`. Stores `minhash_jaccard` (the best
-    estimate against an earlier kept LSH candidate, 0 when none); signatures are cached by text hash."""
+    estimate against an earlier kept LSH candidate, 0 when none); signatures are cached by text hash.
+    `keep_top` keeps the most novel (lowest minhash_jaccard)."""
 
     name = "minhash"
     Params = MinHashParams
     per_field = False
+    score_key = "minhash_jaccard"
+    higher_is_better = False
 
-    def __init__(self, threshold: float = 0.7, ngram: int = 5, num_perm: int = 128, seed: int = 1,
-                 recall_at_threshold: float = 0.99, bands: int = 0, rows: int = 0,
-                 exact_near_threshold: bool = True, workers: int = 1,
-                 fields: Sequence[str] = ("instruction", "input")):
-        if not 0 < threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-        if ngram < 1 or num_perm < 1:
+    def setup(self) -> None:
+        p = self.p
+        if not 0 < p.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {p.threshold}")
+        if p.ngram < 1 or p.num_perm < 1:
             raise ValueError("ngram and num_perm must be at least 1")
-        if not 0 < recall_at_threshold < 1:
-            raise ValueError(f"recall_at_threshold must be in (0, 1), got {recall_at_threshold}")
-        if (bands > 0) != (rows > 0) or bands < 0 or rows < 0 or bands * rows > num_perm:
+        if not 0 < p.recall_at_threshold < 1:
+            raise ValueError(f"recall_at_threshold must be in (0, 1), got {p.recall_at_threshold}")
+        if (p.bands > 0) != (p.rows > 0) or p.bands < 0 or p.rows < 0 or p.bands * p.rows > p.num_perm:
             raise ValueError(f"bands and rows must both be 0 (automatic) or both > 0 with bands*rows <= num_perm "
-                             f"({num_perm}); got {bands} x {rows}")
-        self.threshold, self.ngram, self.num_perm, self.seed = threshold, ngram, num_perm, seed
-        self.fields = check_fields(fields, self.name)
-        self.bands, self.rows = (bands, rows) if bands else choose_bands(threshold, num_perm, recall_at_threshold)
-        if workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}")
-        self.workers = workers or min(4, os.cpu_count() or 1)
-        self.exact_near_threshold = exact_near_threshold
+                             f"({p.num_perm}); got {p.bands} x {p.rows}")
+        if p.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {p.workers}")
+        self.threshold, self.ngram, self.num_perm, self.seed = p.threshold, p.ngram, p.num_perm, p.seed
+        self.bands, self.rows = (p.bands, p.rows) if p.bands else choose_bands(p.threshold, p.num_perm,
+                                                                               p.recall_at_threshold)
+        self.workers = p.workers or min(4, os.cpu_count() or 1)
+        self.details.update(bands=self.bands, rows=self.rows, candidate_probability_at_threshold=round(float(
+            candidate_probability(p.threshold, self.bands, self.rows)), 4))
         self.cache: VectorCache | None = None
-        self.details: dict = {}
 
     def prepare(self, ctx: dict) -> None:
         self.cache = VectorCache(ctx.get("cache_dir"), "minhash",
                                  {"num_perm": self.num_perm, "seed": self.seed, "ngram": self.ngram,
                                   "tokenizer": "lower \\w+ words, blake2b-64 per word", "scheme": "affine32"},
                                  read_only=ctx.get("read_only_cache", False))
-
-    def params(self) -> dict:
-        return {"threshold": self.threshold, "ngram": self.ngram, "num_perm": self.num_perm, "seed": self.seed,
-                "bands": self.bands, "rows": self.rows, "fields": list(self.fields),
-                "exact_near_threshold": self.exact_near_threshold,
-                "candidate_probability_at_threshold": round(float(
-                    candidate_probability(self.threshold, self.bands, self.rows)), 4)}
 
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """Signatures of the texts, from the cache where held; new ones are computed and cached."""
@@ -434,27 +428,23 @@ class MinHashFilter(Filter):
         self.details.update(signatures_cached=int(found.sum()), signatures_computed=int(len(missing)))
         return sig
 
-    def apply(self, tasks: Iterable[Task]) -> list[Task]:
-        tasks = list(tasks)
-        todo = [t for t in tasks if t.kept]
+    def step(self, todo: list[Task]) -> list[Decision]:
         texts = [joined_text(t, self.fields) for t in todo]
         sig = self.signatures(texts)
         valid = ~(sig == _EMPTY).all(axis=1)
         exact, margin = None, 0.0
-        if self.exact_near_threshold:
+        if self.p.exact_near_threshold:
             exact = _ExactJaccard(texts, MinHasher(self.num_perm, self.seed, self.ngram), self._shingles)
             # 3 standard errors of the estimate at the threshold: outside, a wrong side has odds < 0.3%
             margin = 3.0 * math.sqrt(self.threshold * (1.0 - self.threshold) / self.num_perm)
         kept, dup, best = dedup(sig, valid, self.threshold, self.bands, self.rows, exact, margin)
         if exact is not None:
             self.details["exact_checks"] = exact.pairs
+        out: list[Decision] = []
         for i, t in enumerate(todo):
-            if not valid[i]:
-                continue
-            t.scores["minhash_jaccard"] = float(best[i])
-            if not kept[i]:
-                t.drop(f"minhash_jaccard>={self.threshold:.2f}", filter=self.name, duplicate_of=todo[dup[i]].id)
-        if self.progress is not None:
-            self.progress.update(len(todo))
+            if valid[i]:
+                t.scores["minhash_jaccard"] = float(best[i])
+            out.append(None if kept[i] or not valid[i] else
+                       (f"minhash_jaccard>={self.threshold:.2f}", todo[dup[i]].id))
         self.details["candidates_checked_records"] = int(np.count_nonzero(best))
-        return tasks
+        return out

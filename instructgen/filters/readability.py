@@ -13,11 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..records import Task
-from .base import Filter, doc, field_texts
-from .rules import check_fields
+from .base import Decision, RecordFilter, SelectParams, doc, field_texts
 
 
 class ReadabilityUnavailable(RuntimeError):
@@ -57,7 +55,7 @@ def ensure_cmudict() -> Path | None:
 
 
 @dataclass
-class ReadabilityParams:
+class ReadabilityParams(SelectParams):
     min_reading_ease: float = doc("drop a field whose Flesch reading ease is below this (100 = very easy, 0 = "
                                   "very hard, legal prose ~10-30; token soup and run-on text fall far below 0)",
                                   default=-40.0)
@@ -68,19 +66,22 @@ class ReadabilityParams:
     fields: list[str] = doc("fields checked, each on its own", default_factory=lambda: ["instruction"])
 
 
-class ReadabilityFilter(Filter):
+class ReadabilityFilter(RecordFilter):
     """Drop a field whose Flesch reading ease is below `min_reading_ease` or whose Flesch-Kincaid grade is
-    above `max_grade` (textstat). Stores `reading_ease_<field>` and `grade_<field>` (the worst instance)."""
+    above `max_grade` (textstat). Stores `reading_ease_<field>` and `grade_<field>` (the worst instance);
+    `keep_top` ranks by the first field's reading ease (higher: easier)."""
 
     name = "readability"
     Params = ReadabilityParams
+    higher_is_better = True
 
-    def __init__(self, min_reading_ease: float = -40.0, max_grade: float = 30.0, min_words: int = 12,
-                 fields: Sequence[str] = ("instruction",)):
-        if min_words < 0:
-            raise ValueError(f"min_words must be >= 0, got {min_words}")
-        self.min_reading_ease, self.max_grade, self.min_words = min_reading_ease, max_grade, min_words
-        self.fields = check_fields(fields, self.name)
+    @property
+    def score_key(self) -> str:
+        return f"reading_ease_{self.fields[0]}"
+
+    def setup(self) -> None:
+        if self.p.min_words < 0:
+            raise ValueError(f"min_words must be >= 0, got {self.p.min_words}")
 
     def prepare(self, ctx: dict) -> None:
         from ..config import ConfigError
@@ -89,13 +90,12 @@ class ReadabilityFilter(Filter):
         except ReadabilityUnavailable as e:
             raise ConfigError(str(e)) from None
 
-    def params(self) -> dict:
-        return {"min_reading_ease": self.min_reading_ease, "max_grade": self.max_grade,
-                "min_words": self.min_words, "fields": list(self.fields)}
+    def score_batch(self, tasks: list[Task]) -> list[Decision]:
+        return [self._one(t) for t in tasks]
 
-    def check(self, task: Task) -> str | None:
+    def _one(self, task: Task) -> str | None:
         import textstat
-        reason = None
+        p, reason = self.p, None
         for f in self.fields:
             ease, grade = None, None
             for text in field_texts(task, f):
@@ -104,11 +104,11 @@ class ReadabilityFilter(Filter):
                 e, g = float(textstat.flesch_reading_ease(text)), float(textstat.flesch_kincaid_grade(text))
                 ease = e if ease is None else min(ease, e)
                 grade = g if grade is None else max(grade, g)
-                if reason is None and len(text.split()) >= self.min_words:
-                    if e < self.min_reading_ease:
-                        reason = f"reading_ease<{self.min_reading_ease:g}:{f}"
-                    elif g > self.max_grade:
-                        reason = f"grade>{self.max_grade:g}:{f}"
+                if reason is None and len(text.split()) >= p.min_words:
+                    if e < p.min_reading_ease:
+                        reason = f"reading_ease<{p.min_reading_ease:g}:{f}"
+                    elif g > p.max_grade:
+                        reason = f"grade>{p.max_grade:g}:{f}"
             if ease is not None:
                 task.scores[f"reading_ease_{f}"] = ease
                 task.scores[f"grade_{f}"] = grade

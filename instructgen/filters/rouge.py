@@ -29,9 +29,9 @@ import numpy as np
 from rouge_score import tokenize as _rtok
 
 from ..records import Task
-from .base import Filter, doc, joined_text
-from .rules import check_fields
+from .base import Decision, GlobalStep, SelectParams, doc, joined_text
 
+KEPT_FLOORS = (0.5, 0.3, 0.15, 0.05)  # exact_max's search floors: most kept records' max lies above one
 _EPS = 1e-9  # slack so float rounding in the bound never hides a pair the exact score would reject
 
 
@@ -135,6 +135,48 @@ def _best_exact(tokens: Sequence[str], pool_tokens: list, cand: np.ndarray, ub: 
     return best, best_i
 
 
+def pool_max_scores(tokens: Sequence[Sequence[str]], first: int, block: int = 256, top: int = 16) -> list[float]:
+    """For each i >= first, the exact highest ROUGE-L F of tokens[i] against every tokens[j], j < i (0.0 when none
+    shares a token): the batch filter's scores for its kept records against the pool they met.
+
+    Bounds for whole blocks of rows at once: with (token, occurrence) features as 0/1 columns, the multiset
+    overlap of two texts is the dot product of their rows, one sparse product per block. Then best-first by
+    bound (the `top` highest bounds first, all of them only when needed), stopping once no bound can beat the
+    best exact score: the same floats as `RougeIndex.max_score`."""
+    import scipy.sparse as sp
+    n = len(tokens)
+    out: list[float] = []
+    if n <= first:
+        return out
+    fid: dict = {}
+    indptr, cols = [0], []
+    for tk in tokens:
+        cols.extend(fid.setdefault(f, len(fid)) for f in RougeIndex._features(tk))
+        indptr.append(len(cols))
+    x = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), np.array(cols, dtype=np.int64), np.array(indptr)),
+                      shape=(n, max(1, len(fid))))
+    lengths = np.diff(np.array(indptr)).astype(np.float64)
+    for a in range(first, n, block):
+        b = min(n, a + block)
+        overlap = (x[a:b] @ x[:b].T).toarray()
+        ub = 2.0 * overlap / (lengths[a:b, None] + lengths[None, :b] + 1e-12)
+        for r in range(b - a):
+            i = a + r
+            row = ub[r, :i]
+            if not len(row) or not tokens[i]:
+                out.append(0.0)
+                continue
+            k = min(top, len(row))
+            cand = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+            cand = cand[row[cand] > 0]
+            best, _ = _best_exact(tokens[i], tokens, cand, row[cand]) if len(cand) else (0.0, None)
+            if k < len(row) and len(cand) == k and row[cand].min() + _EPS >= best:  # a bound left out may beat it
+                rest = np.nonzero(row > 0)[0]
+                best, _ = _best_exact(tokens[i], tokens, rest, row[rest])
+            out.append(float(best))
+    return out
+
+
 class RougeIndex:
     """A growing pool of texts answering exact ROUGE-L queries: the max, a threshold test and the top k."""
 
@@ -225,6 +267,22 @@ class RougeIndex:
             cand = np.nonzero(ub_all > 0)[0]
             ub = ub_all[cand]
         return _best_exact(tokens, self.tokens, cand, ub, threshold)
+
+    def exact_max(self, tokens: Sequence[str], floors: Sequence[float] = KEPT_FLOORS,
+                  fallback: bool = True) -> tuple[float, int | None] | None:
+        """The exact highest ROUGE-L F and its pool position, like `max_score(tokens)` but cheaper: the entries
+        whose bound exceeds a floor are found by prefix filtering, and when the best of them is above the floor
+        it is the max (every entry above the floor is among them); else the next lower floor, then all (or None
+        without `fallback`: the max is at most the last floor)."""
+        if not self.ids or not tokens:
+            return 0.0, None
+        for floor in floors:
+            cand, ub = self._candidates_above(tokens, floor - _EPS)
+            if len(cand):
+                s, i = _best_exact(tokens, self.tokens, cand, ub)
+                if s > floor:
+                    return s, i
+        return self.max_score(tokens) if fallback else None
 
     def top_k(self, tokens: Sequence[str], k: int = 10) -> list[tuple[int, float]]:
         """The k pool entries with the highest exact ROUGE-L F (entries sharing no token score 0, left out)."""
@@ -338,53 +396,46 @@ class PrefixRougeIndex:
 
 
 @dataclass
-class RougeParams:
+class RougeParams(SelectParams):
     threshold: float = doc("drop when ROUGE-L F against the pool (reference texts + records kept so far) is "
                            "above this (Self-Instruct: 0.7)", default=0.7)
     fields: list[str] = doc("fields joined into the compared text", default_factory=lambda: ["instruction"])
-    top_k: int = doc("store the k most similar pool texts (meta.most_similar) and the exact max (rouge_l_max) "
-                     "on kept records; 0 = only decide (much faster on large sets)", default=0)
+    top_k: int = doc("store the k most similar pool texts on kept records (meta.most_similar; Self-Instruct: "
+                     "10); 0 = none (faster on large sets)", default=0)
     mean_similarity: bool = doc("store the exact mean ROUGE-L vs the whole pool on kept records (one LCS per "
                                 "pool entry sharing a token: slow on large sets)", default=False)
     reference: str | None = doc("records file whose instructions start the pool (e.g. the seed tasks); their "
                                 "ids appear in duplicate_of", default=None)
 
 
-class RougeNoveltyFilter(Filter):
+class RougeNoveltyFilter(GlobalStep):
     """Drop a record whose text has ROUGE-L F above `threshold` against the pool: the seed/reference texts it
-    starts with plus every record kept so far (Self-Instruct's 0.7 rule). Stores `rouge_l_max` on dropped
-    records and, with top_k > 0, on kept ones with their `top_k` most similar pool texts in
-    `meta["most_similar"]`. The first of two similar records (in input order) is kept."""
+    starts with plus every record kept so far (Self-Instruct's 0.7 rule). Stores the exact `rouge_l_max` (the
+    highest ROUGE-L F against the pool it met) on every record, kept or dropped, and with top_k > 0 the `top_k`
+    most similar pool texts in `meta["most_similar"]`. The first of two similar records (in input order) is
+    kept; `keep_top` keeps the most novel (lowest rouge_l_max)."""
 
     name = "rouge_l"
     Params = RougeParams
     per_field = False
+    score_key = "rouge_l_max"
+    higher_is_better = False
 
-    def __init__(self, threshold: float = 0.7, field: str = "instruction", top_k: int = 10,
-                 reference: Iterable[tuple[str, str]] = (), mean_similarity: bool = False,
-                 fields: Sequence[str] | None = None):
-        if not 0 < threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-        if top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {top_k}")
-        self.threshold, self.field, self.k, self.mean_similarity = threshold, field, top_k, mean_similarity
-        self.fields = check_fields(fields, self.name) if fields is not None else (field,)
+    def setup(self) -> None:
+        if not 0 < self.p.threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {self.p.threshold}")
+        if self.p.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.p.top_k}")
+        self.threshold, self.k = self.p.threshold, self.p.top_k
         self.index = RougeIndex()
-        self.index.extend(reference)
-        self.reference_count = len(self.index)
-
-    @classmethod
-    def from_params(cls, p: RougeParams) -> "RougeNoveltyFilter":
-        reference = ()
-        if p.reference:
+        if self.p.reference:
             from ..records import read_records
-            reference = [(t.id, t.instruction) for t in read_records(p.reference)]
-        return cls(p.threshold, top_k=p.top_k, reference=reference, mean_similarity=p.mean_similarity,
-                   fields=p.fields)
+            self.add_reference((t.id, t.instruction) for t in read_records(self.p.reference))
 
-    def params(self) -> dict:
-        return {"threshold": self.threshold, "fields": list(self.fields), "top_k": self.k,
-                "mean_similarity": self.mean_similarity, "reference_texts": self.reference_count}
+    def add_reference(self, items: Iterable[tuple[str, str]]) -> None:
+        """Start the pool with these (id, text) pairs (seed tasks: `gen instructions`, `reference:`)."""
+        self.index.extend(items)
+        self.details["reference_texts"] = len(self.index)
 
     def _text(self, task: Task) -> str:
         if len(self.fields) == 1 and self.fields[0] == "instruction":
@@ -393,46 +444,58 @@ class RougeNoveltyFilter(Filter):
             return "\n".join(getattr(i, self.fields[0]) for i in task.instances)
         return joined_text(task, self.fields)
 
-    def apply(self, tasks: Iterable[Task]) -> list[Task]:
-        """Batch form: when only decisions are asked (top_k 0, no mean), every text is known up front, so the
+    def step(self, todo: list[Task]) -> list[Decision]:
+        """Batch form: when no similar-text list or mean is asked, every text is known up front, so the
         two-sided prefix index answers the same threshold test as `check`, without building the postings of
-        common words. Otherwise records are checked one by one against the growing full index."""
-        tasks = list(tasks)
-        if self.k or self.mean_similarity:
-            return super().apply(tasks)
-        todo = [t for t in tasks if t.kept]
+        common words; the kept records' exact maxima then come from blocked sparse bounds (`pool_max_scores`).
+        Otherwise
+        records are checked one by one against the growing full index."""
+        if self.k or self.p.mean_similarity:
+            out = []
+            for t in todo:
+                out.append(self.check(t))
+                self.tick(1)
+            return out
         texts = [self._text(t) for t in todo]
         toks = [rouge_tokens(x) for x in texts]
         feats = [RougeIndex._features(tk) for tk in toks]
         index = PrefixRougeIndex(self.threshold, [RougeIndex._features(tk) for tk in self.index.tokens] + feats)
         for id, tk in zip(self.index.ids, self.index.tokens):
             index.add(id, tk)
-        pbar = self.progress
-        for t, tk, ft in zip(todo, toks, feats):
+        out: list[Decision] = []
+        kept: list[int] = []
+        for i, (t, tk, ft) in enumerate(zip(todo, toks, feats)):
             fids = index._ids(tk, ft)
             score, pos = index.query(tk, fids)
             if score > self.threshold:
                 t.scores["rouge_l_max"] = score
-                t.drop(f"rouge_l>{self.threshold:.2f}", filter=self.name, duplicate_of=index.ids[pos])
+                out.append((f"rouge_l>{self.threshold:.2f}", index.ids[pos]))
             else:
                 index.add(t.id, tk, fids)
-            if pbar is not None:
-                pbar.update(1)
-        return tasks
+                kept.append(i)
+                out.append(None)
+            self.tick(1)
+        # kept records: the exact max against the pool each one met (references + the kept before it)
+        scores = pool_max_scores(list(self.index.tokens) + [toks[i] for i in kept], len(self.index))
+        for i, score in zip(kept, scores):
+            todo[i].scores["rouge_l_max"] = score
+            self.index.add(todo[i].id, texts[i], toks[i])
+        return out
 
-    def check(self, task: Task) -> str | None:
+    def check(self, task: Task) -> Decision:
         text = self._text(task)
         tokens = rouge_tokens(text)
-        score, pos = self.index.max_score(tokens, threshold=self.threshold)
-        if score > self.threshold:  # decided; now the exact max and its entry, to explain the drop
-            score, pos = self.index.max_score(tokens)
-            task.scores["rouge_l_max"] = score
-            return f"rouge_l>{self.threshold:.2f}", self.index.ids[pos]
+        above = self.index.exact_max(tokens, (self.threshold,), fallback=False)  # one search decides and explains
+        if above is not None and above[0] > self.threshold:
+            task.scores["rouge_l_max"] = above[0]
+            return f"rouge_l>{self.threshold:.2f}", self.index.ids[above[1]]
         if self.k:
             top = self.index.top_k(tokens, self.k)
             task.scores["rouge_l_max"] = top[0][1] if top else 0.0
             task.meta["most_similar"] = {self.index.texts[i]: s for i, s in top}
-        if self.mean_similarity:
+        else:
+            task.scores["rouge_l_max"] = self.index.exact_max(tokens, [x for x in KEPT_FLOORS if x < self.threshold])[0]
+        if self.p.mean_similarity:
             task.scores["rouge_l_mean"] = self.index.mean_score(tokens)
         self.index.add(task.id, text, tokens)
         return None

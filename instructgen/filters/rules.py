@@ -6,20 +6,9 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..records import Task
-from .base import FIELDS, Filter, doc, field_texts
-
-
-def check_fields(fields: Sequence[str], name: str) -> tuple[str, ...]:
-    """Validate a filter's `fields` option; the error names the filter and the allowed fields."""
-    fields = tuple(fields)
-    bad = [f for f in fields if f not in FIELDS]
-    if bad or not fields:
-        raise ValueError(f"fields: {', '.join(bad) or '(empty)'} - filter '{name}' reads one or more of "
-                         f"{', '.join(FIELDS)}")
-    return fields
+from .base import Decision, RecordFilter, doc, field_texts
 
 # Self-Instruct: tasks a text-only model cannot do.
 SELF_INSTRUCT_BLACKLIST = ("image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
@@ -36,31 +25,33 @@ class LengthParams:
                             default_factory=lambda: ["instruction"])
 
 
-class LengthFilter(Filter):
+class LengthFilter(RecordFilter):
     """Drop a field with fewer than `min_words` or more than `max_words` words (whitespace split).
-    Self-Instruct rejects 3 words or fewer and more than 150: min_words=4, max_words=150."""
+    Self-Instruct rejects 3 words or fewer and more than 150: min_words=4, max_words=150. Stores
+    `words_<field>` for every field read (the offending instance's count, else the shortest one's)."""
 
     name = "length"
     Params = LengthParams
 
-    def __init__(self, min_words: int = 4, max_words: int = 150, fields: Sequence[str] = ("instruction",)):
-        if not 0 <= min_words <= max_words:
-            raise ValueError(f"min_words ({min_words}) must be >= 0 and <= max_words ({max_words})")
-        self.min_words, self.max_words, self.fields = min_words, max_words, check_fields(fields, self.name)
+    def setup(self) -> None:
+        if not 0 <= self.p.min_words <= self.p.max_words:
+            raise ValueError(f"min_words ({self.p.min_words}) must be >= 0 and <= max_words ({self.p.max_words})")
 
-    def params(self) -> dict:
-        return {"min_words": self.min_words, "max_words": self.max_words, "fields": list(self.fields)}
+    def score_batch(self, tasks: list[Task]) -> list[Decision]:
+        return [self._one(t) for t in tasks]
 
-    def check(self, task: Task) -> str | None:
+    def _one(self, task: Task) -> str | None:
+        reason = None
         for f in self.fields:
-            for text in field_texts(task, f):
-                n = len(text.split())
-                task.scores[f"words_{f}"] = float(n)
-                if n < self.min_words:
-                    return f"too_short:{f}"
-                if n > self.max_words:
-                    return f"too_long:{f}"
-        return None
+            counts = [len(text.split()) for text in field_texts(task, f)]
+            if not counts:
+                continue
+            worst = min(counts)
+            for n in counts:
+                if reason is None and not self.p.min_words <= n <= self.p.max_words:
+                    reason, worst = f"too_short:{f}" if n < self.p.min_words else f"too_long:{f}", n
+            task.scores[f"words_{f}"] = float(worst)
+        return reason
 
 
 @dataclass
@@ -71,18 +62,21 @@ class BlacklistParams:
     fields: list[str] = doc("fields searched", default_factory=lambda: ["instruction"])
 
 
-class BlacklistFilter(Filter):
+class BlacklistFilter(RecordFilter):
     """Drop a record containing a blacklisted word or phrase (word boundary, case-insensitive)."""
 
     name = "blacklist"
     Params = BlacklistParams
 
-    def __init__(self, words: Sequence[str] = SELF_INSTRUCT_BLACKLIST, fields: Sequence[str] = ("instruction",)):
-        self.words, self.fields = tuple(words), check_fields(fields, self.name)
-        self._re = re.compile(r"\b(" + "|".join(re.escape(w) for w in self.words) + r")\b", re.IGNORECASE) \
-            if self.words else None
+    def setup(self) -> None:
+        words = tuple(self.p.words)
+        self._re = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE) \
+            if words else None
 
-    def check(self, task: Task) -> str | None:
+    def score_batch(self, tasks: list[Task]) -> list[Decision]:
+        return [self._one(t) for t in tasks]
+
+    def _one(self, task: Task) -> str | None:
         if self._re is None:
             return None
         for f in self.fields:
@@ -92,9 +86,6 @@ class BlacklistFilter(Filter):
                     return f"blacklist:{m.group(1).lower()}"
         return None
 
-    def params(self) -> dict:
-        return {"words": list(self.words), "fields": list(self.fields)}
-
 
 @dataclass
 class FirstCharParams:
@@ -103,27 +94,23 @@ class FirstCharParams:
     fields: list[str] = doc("fields checked", default_factory=lambda: ["instruction"])
 
 
-class FirstCharFilter(Filter):
+class FirstCharFilter(RecordFilter):
     """Drop a field whose first character is punctuation or not ASCII (Self-Instruct)."""
 
     name = "first_char"
     Params = FirstCharParams
 
-    def __init__(self, punctuation: bool = True, non_ascii: bool = True, fields: Sequence[str] = ("instruction",)):
-        self.punctuation, self.non_ascii = punctuation, non_ascii
-        self.fields = check_fields(fields, self.name)
+    def score_batch(self, tasks: list[Task]) -> list[Decision]:
+        return [self._one(t) for t in tasks]
 
-    def params(self) -> dict:
-        return {"punctuation": self.punctuation, "non_ascii": self.non_ascii, "fields": list(self.fields)}
-
-    def check(self, task: Task) -> str | None:
+    def _one(self, task: Task) -> str | None:
         for f in self.fields:
             for text in field_texts(task, f):
                 if not text:
                     continue
-                if self.punctuation and text[0] in string.punctuation:
+                if self.p.punctuation and text[0] in string.punctuation:
                     return "starts_with_punctuation"
-                if self.non_ascii and not text[0].isascii():
+                if self.p.non_ascii and not text[0].isascii():
                     return "starts_non_ascii"
         return None
 
@@ -135,22 +122,19 @@ class PrefixParams:
     fields: list[str] = doc("fields checked", default_factory=lambda: ["instruction"])
 
 
-class PrefixFilter(Filter):
+class PrefixFilter(RecordFilter):
     """Drop an instruction starting with a forbidden prefix ("Write a program", Self-Instruct)."""
 
     name = "prefix"
     Params = PrefixParams
 
-    def __init__(self, prefixes: Sequence[str] = ("Write a program",), fields: Sequence[str] = ("instruction",)):
-        self.prefixes, self.fields = tuple(prefixes), check_fields(fields, self.name)
+    def score_batch(self, tasks: list[Task]) -> list[Decision]:
+        return [self._one(t) for t in tasks]
 
-    def params(self) -> dict:
-        return {"prefixes": list(self.prefixes), "fields": list(self.fields)}
-
-    def check(self, task: Task) -> str | None:
+    def _one(self, task: Task) -> str | None:
         for f in self.fields:
             for text in field_texts(task, f):
-                for p in self.prefixes:
+                for p in self.p.prefixes:
                     if text.startswith(p):
                         return "prefix:" + p.lower().replace(" ", "_")
         return None

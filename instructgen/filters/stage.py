@@ -47,6 +47,8 @@ def funnel(stats: dict) -> str:
 
 
 def _snapshot(tasks: list[Task]) -> list[tuple[dict, dict] | None]:
+    # shallow: a filter replaces a meta value rather than mutating it (meta["rank"] is rebuilt with each new
+    # filter's rank, filters/base.py), so the step record sees the change
     return [(dict(t.scores), dict(t.meta)) if t.kept else None for t in tasks]
 
 

@@ -3,27 +3,77 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
+import sys
 
 import pytest
 
 from instructgen.config import ConfigError
-from instructgen.filters.base import Filter
+from instructgen.filters import base
+from instructgen.filters.base import Filter, GlobalStep, RecordFilter, SelectParams
 from instructgen.filters.chain import (DEFAULT_CONFIG, FILTERS, build_filter, check_input_fields, load_config,
                                        parse_config)
 from instructgen.records import Task
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))
-def test_every_filter_is_documented_and_constructible(name):
+def test_every_filter_is_documented_and_built_from_its_params_alone(name):
     cls = FILTERS[name]
-    assert issubclass(cls, Filter) and (cls.__doc__ or "").strip()
+    assert issubclass(cls, (RecordFilter, GlobalStep)) and (cls.__doc__ or "").strip()
     assert dataclasses.is_dataclass(cls.Params)
     for f in dataclasses.fields(cls.Params):
         assert f.metadata.get("doc"), f"{name}.{f.name} has no doc"
-    flt = cls.from_params(cls.Params())
+        assert f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING, f.name
+    flt = cls()
     assert isinstance(flt, cls) and flt.name == name
     assert set(flt.fields) <= {"instruction", "input", "output"}
-    assert isinstance(flt.params(), dict)
+    assert flt.params() == dataclasses.asdict(cls.Params())  # the Params, whole: nothing added or renamed
+    assert FILTERS[name](cls.Params()).params() == flt.params()
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_options_are_declared_once_in_params(name):
+    """No filter declares options outside its Params: no constructor, no params(), no apply() of its own,
+    and every Params field is read somewhere (an option declared but never used is the drift issue 11 found)."""
+    cls = FILTERS[name]
+    for klass in cls.__mro__[:cls.__mro__.index(Filter)]:
+        for attr in ("__init__", "params", "from_params", "apply"):
+            assert attr not in vars(klass), f"{klass.__name__} defines {attr}"
+    kind = RecordFilter if issubclass(cls, RecordFilter) else GlobalStep
+    assert ("score_batch" if kind is RecordFilter else "step") in vars(cls)
+    source = inspect.getsource(sys.modules[cls.__module__]) + inspect.getsource(base)
+    for f in dataclasses.fields(cls.Params):
+        assert re.search(rf"\bp\.{f.name}\b", source), f"{name}: option '{f.name}' is never read (self.p.{f.name})"
+    flt = cls()
+    if flt.score_key is not None:  # a scoring filter: selectable by budget, in one place
+        assert issubclass(cls.Params, SelectParams) and hasattr(flt.p, "keep_top")
+
+
+def test_minhash_bands_and_rows_can_be_set_from_a_config():
+    # issue 11: MinHash `bands` could not be set, `rows` was missing from Params
+    cfg = parse_config({"filters": [{"filter": "minhash", "bands": 16, "rows": 8}]}, "my.yaml")
+    f = build_filter(cfg.filters[0])
+    assert (f.bands, f.rows) == (16, 8) and f.details["bands"] == 16
+    auto = build_filter(parse_config({"filters": [{"filter": "minhash"}]}, "my.yaml").filters[0])
+    assert (auto.bands, auto.rows) != (16, 8)
+    with pytest.raises(ConfigError, match=r"my.yaml: minhash: bands and rows must both be 0"):
+        build_filter(parse_config({"filters": [{"filter": "minhash", "bands": 16}]}, "my.yaml").filters[0])
+
+
+def test_rouge_top_k_has_one_default():
+    # issue 11: top_k defaulted to 0 in Params and 10 in __init__; a filter built in code and one built from a
+    # config now behave the same
+    from instructgen.filters.rouge import RougeNoveltyFilter
+    tasks = [Task(id="a", instruction="Write a poem about the sea."), Task(id="b", instruction="Name a river.")]
+    RougeNoveltyFilter().apply(tasks)
+    from_config = [Task(id=t.id, instruction=t.instruction) for t in tasks]
+    build_filter(parse_config({"filters": [{"filter": "rouge_l"}]}, "c").filters[0]).apply(from_config)
+    assert RougeNoveltyFilter().p.top_k == 0
+    assert "most_similar" not in tasks[1].meta and [t.meta for t in tasks] == [t.meta for t in from_config]
+    two = [Task(id=t.id, instruction=t.instruction) for t in tasks]
+    RougeNoveltyFilter.of(top_k=2).apply(two)
+    assert list(two[1].meta["most_similar"]) == ["Write a poem about the sea."]
 
 
 def test_default_config_lists_every_filter_but_prefix_and_parses():
@@ -32,7 +82,7 @@ def test_default_config_lists_every_filter_but_prefix_and_parses():
     assert set(kinds) == set(FILTERS) - {"prefix"}
     grammar = next(s for s in cfg.filters if s.filter == "grammar")
     assert grammar.params.on_missing == "skip"  # the default chain runs without a LanguageTool
-    assert kinds.index("embedding") == len(kinds) - 1  # the costliest last, on the fewest records
+    assert kinds.index("embedding") == kinds.index("ifd") - 1  # the costliest last, on the fewest records
     for s in cfg.filters:
         build_filter(s)
 
@@ -80,3 +130,45 @@ def test_missing_field_names_the_field_and_the_filter():
 
 def test_print_config_is_the_packaged_file():
     assert DEFAULT_CONFIG.read_text().startswith("# gen curate")
+
+
+def test_gen_instructions_chain_is_curates_chain_with_the_same_stats():
+    """`gen instructions` builds its filters from the same specs as `gen curate` and reports the same stats."""
+    from instructgen.config import GenerationConfig
+    from instructgen.filters.chain import instruction_chain, instruction_specs, run_step
+    cfg = GenerationConfig(min_words=3, rouge_threshold=0.7, top_k_similar=2, mean_similarity=False)
+    seeds = [Task(id="seed_0", instruction="Write a short poem about the ocean at night.")]
+    texts = ["Write a short poem about the ocean at night!", "Hi there", "Describe the image below in words.",
+             "Write a program that sorts numbers.", "Name three rivers in Africa, please.",
+             "- List three kinds of apples.", "Name three rivers in Africa please!",
+             "Explain how the ocean forms waves at night."]
+    online = [Task(id=f"c{i}", instruction=t) for i, t in enumerate(texts)]
+    chain = instruction_chain(cfg, seeds)
+    kept = [t.id for t in online if chain.decide(t)]
+    assert kept == ["c4", "c7"]
+    assert online[0].verdict.duplicate_of == "seed_0" and list(online[7].meta["most_similar"]) == [seeds[0].instruction]
+    online_stats = chain.stats(online)
+    # the same specs run as a curate chain over the same records, the pool seeded the same way
+    batch = [Task(id=f"c{i}", instruction=t) for i, t in enumerate(texts)]
+    curate_stats = []
+    for spec in instruction_specs(cfg):
+        f = build_filter(spec)
+        if spec.filter == "rouge_l":
+            f.add_reference((s.id, s.instruction) for s in seeds)
+        batch, st = run_step(spec, f, batch, quiet=True)
+        curate_stats.append(st)
+    same = ("name", "filter", "records_in", "dropped", "dropped_total", "kept", "params")
+    assert [{k: s[k] for k in same} for s in online_stats] == [{k: s[k] for k in same} for s in curate_stats]
+    assert [s["dropped"] for s in online_stats] == [{"too_short:instruction": 1}, {"blacklist:image": 1},
+                                                    {"starts_with_punctuation": 1}, {"prefix:write_a_program": 1},
+                                                    {"rouge_l>0.70": 2}]
+    assert online_stats[-1]["params"]["threshold"] == 0.7 and online_stats[-1]["details"]["reference_texts"] == 1
+    # records dropped before the chain (parse errors) reached no filter; a replayed kept record joins the pool
+    parsed_out = Task(id="p", instruction="x")
+    parsed_out.drop("unparseable", filter="parse")
+    assert chain.stats(online + [parsed_out]) == online_stats
+    again = instruction_chain(cfg, seeds)
+    for t in online:
+        if t.kept:
+            again.replay(t)
+    assert not again.decide(Task(id="n", instruction="Explain how the ocean forms waves at night!"))

@@ -53,7 +53,7 @@ def test_real_minilm_drops_a_paraphrase_and_reuses_its_cache(tmp_path):
     texts = ["How do I bake a chocolate cake at home?", "Translate 'good morning' into Spanish.",
              "How can I bake a chocolate cake at home?", "List three prime numbers larger than ten."]
     tasks = [Task(id=f"t{i}", instruction=x) for i, x in enumerate(texts)]
-    f = EmbeddingDedupFilter(threshold=0.9)
+    f = EmbeddingDedupFilter.of(threshold=0.9)
     f.prepare({"cache_dir": tmp_path})
     f.apply(tasks)
     assert [t.kept for t in tasks] == [True, True, False, True]
@@ -61,7 +61,7 @@ def test_real_minilm_drops_a_paraphrase_and_reuses_its_cache(tmp_path):
     assert tasks[0].scores["embedding_cos_max"] == -1.0 and tasks[3].scores["embedding_cos_max"] < 0.9
     assert f.details["embeddings_encoded"] == 4
     cos = tasks[2].scores["embedding_cos_max"]
-    again = EmbeddingDedupFilter(threshold=cos + 1e-3)  # another threshold: nothing encoded, no model loaded
+    again = EmbeddingDedupFilter.of(threshold=cos + 1e-3)  # another threshold: nothing encoded, no model loaded
     again.prepare({"cache_dir": tmp_path})
     tasks = [Task(id=f"t{i}", instruction=x) for i, x in enumerate(texts)]
     again.apply(tasks)

@@ -12,6 +12,6 @@ def test_first_copy_is_kept_and_named():
     tasks = [Task(id="a", instruction="Name a colour."), Task(id="b", instruction="name a colour"),
              Task(id="c", instruction="Name a color."),
              Task(id="d", instruction="Name a colour.", instances=[Instance("warm", "red")])]
-    ExactDedupFilter(fields=["instruction", "input"]).apply(tasks)
+    ExactDedupFilter.of(fields=["instruction", "input"]).apply(tasks)
     assert [t.kept for t in tasks] == [True, False, True, True]
     assert tasks[1].verdict.duplicate_of == "a" and tasks[1].verdict.reason == "exact_duplicate"

@@ -93,7 +93,7 @@ def test_url_normalisation():
 
 
 def test_scores_and_drops_through_the_real_client(server):
-    f = GrammarFilter(max_issues_per_100_words=10, min_words=5, workers=2)
+    f = GrammarFilter.of(max_issues_per_100_words=10, min_words=5, workers=2)
     f.prepare({"languagetool_url": server + "/v2"})
     good = Task(id="a", instruction="Please write a short note to teh team about the plan.")  # 1 in 11 words
     bad = Task(id="b", instruction="teh cat sat on teh mat with teh hat")  # 3 in 9 words
@@ -117,7 +117,7 @@ def free_port() -> int:
 
 
 def test_unreachable_server_stops_before_work_with_how_to():
-    f = GrammarFilter(url=f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    f = GrammarFilter.of(url=f"http://127.0.0.1:{free_port()}", timeout_s=2)
     with pytest.raises(ConfigError, match="not reachable.*--languagetool-url.*on_missing: skip"):
         f.prepare({})
 
@@ -127,12 +127,12 @@ def test_no_server_and_no_local_install_is_an_error_without_download(monkeypatch
     monkeypatch.delenv("LTP_JAR_DIR_PATH", raising=False)
     assert local_install() is None
     with pytest.raises(ConfigError, match="no local LanguageTool"):
-        GrammarFilter().prepare({})
+        GrammarFilter.of().prepare({})
     assert not (tmp_path / "nothing").exists()
 
 
 def test_on_missing_skip_runs_and_says_so(monkeypatch):
-    f = GrammarFilter(url=f"http://127.0.0.1:{free_port()}", on_missing="skip", timeout_s=2)
+    f = GrammarFilter.of(url=f"http://127.0.0.1:{free_port()}", on_missing="skip", timeout_s=2)
     f.prepare({})
     tasks = [Task(id="a", instruction="teh teh teh teh teh teh")]
     assert f.apply(tasks) == tasks and tasks[0].kept and f.note == SKIPPED_NOTE

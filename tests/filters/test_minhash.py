@@ -90,14 +90,14 @@ def test_filter_on_records_with_reason_score_and_duplicate_of(tmp_path):
                "enormous number of species of plants and animals that live nowhere else on the planet")
     tasks = records(passage + ". What covers the basin?", "Write a haiku about autumn leaves falling slowly.",
                     passage + ". What covers the basin of it?", "", passage[::-1])
-    f = MinHashFilter(threshold=0.7, ngram=5)
+    f = MinHashFilter.of(threshold=0.7, ngram=5)
     f.prepare({"cache_dir": tmp_path})
     f.apply(tasks)
     assert [t.kept for t in tasks] == [True, True, False, True, True]
     assert tasks[2].verdict.duplicate_of == "r0" and tasks[2].verdict.reason == "minhash_jaccard>=0.70"
     assert tasks[2].scores["minhash_jaccard"] >= 0.7 and "minhash_jaccard" not in tasks[3].scores
     assert f.details["signatures_computed"] == 5
-    again = MinHashFilter(threshold=0.9, ngram=5)  # a new threshold: the cached signatures are reused
+    again = MinHashFilter.of(threshold=0.9, ngram=5)  # a new threshold: the cached signatures are reused
     again.prepare({"cache_dir": tmp_path})
     again.apply(records(*[t.instruction for t in tasks]))
     assert again.details["signatures_cached"] == 5 and again.details["signatures_computed"] == 0
@@ -106,11 +106,11 @@ def test_filter_on_records_with_reason_score_and_duplicate_of(tmp_path):
 def test_filter_reads_the_configured_fields():
     tasks = [Task(id="a", instruction="Summarize the text.", instances=[Instance("one two three four five six", "x")]),
              Task(id="b", instruction="Summarize the text.", instances=[Instance("seven eight nine ten eleven", "x")])]
-    MinHashFilter(threshold=0.7, fields=["instruction"]).apply(tasks)
+    MinHashFilter.of(threshold=0.7, fields=["instruction"]).apply(tasks)
     assert [t.kept for t in tasks] == [True, False]
     for t in tasks:
         t.verdict.kept = True
-    MinHashFilter(threshold=0.7, fields=["instruction", "input"]).apply(tasks)
+    MinHashFilter.of(threshold=0.7, fields=["instruction", "input"]).apply(tasks)
     assert [t.kept for t in tasks] == [True, True]
 
 
@@ -124,7 +124,7 @@ def test_borderline_estimates_are_decided_by_exact_jaccard():
         est = np.count_nonzero(sig[0] == sig[1]) / 128
         for threshold in (0.6, 0.7):
             tasks = records(a, b)
-            f = MinHashFilter(threshold=threshold, ngram=3, seed=seed)
+            f = MinHashFilter.of(threshold=threshold, ngram=3, seed=seed)
             f.apply(tasks)
             margin = 3 * (threshold * (1 - threshold) / 128) ** 0.5
             if abs(est - threshold) <= margin:  # borderline: the exact value decides and is stored
@@ -159,4 +159,4 @@ print("ok")
                                 dict(workers=-1)])
 def test_bad_parameters_are_refused(kw):
     with pytest.raises(ValueError):
-        MinHashFilter(**kw)
+        MinHashFilter.of(**kw)

@@ -20,7 +20,7 @@ def test_cmudict_is_provided_offline(tmp_path, monkeypatch):
 
 
 def test_scores_are_stored_and_only_unreadable_text_is_dropped():
-    f = ReadabilityFilter(min_reading_ease=-40, max_grade=30, min_words=12, fields=["instruction", "output"])
+    f = ReadabilityFilter.of(min_reading_ease=-40, max_grade=30, min_words=12, fields=["instruction", "output"])
     f.prepare({})
     plain = Task(id="a", instruction="Write a short story about a dog who finds his way home after a storm.",
                  instances=[Instance("", "ok")])

@@ -10,8 +10,8 @@ import pytest
 from rouge_score import rouge_scorer
 from rouge_score.rouge_scorer import _score_lcs
 
-from instructgen.filters.rouge import (PrefixRougeIndex, RougeIndex, RougeNoveltyFilter, lcs_length, rouge_l,
-                                       rouge_tokens)
+from instructgen.filters.rouge import (PrefixRougeIndex, RougeIndex, RougeNoveltyFilter, lcs_length,
+                                       pool_max_scores, rouge_l, rouge_tokens)
 from instructgen.records import Task, read_seed_tasks
 
 
@@ -50,13 +50,14 @@ def exhaustive(texts: list[tuple[str, str]], threshold: float, reference=()) -> 
         if best > threshold:
             out.append((False, best_id, best))
         else:
-            out.append((True, None, None))
+            out.append((True, None, best))
             pool.append((id, toks))
     return out
 
 
 def decisions(tasks):
-    return [(t.kept, t.verdict.duplicate_of, t.scores.get("rouge_l_max") if not t.kept else None) for t in tasks]
+    # every record carries its exact max, kept or dropped (issue 11: kept ones carried none when top_k was 0)
+    return [(t.kept, t.verdict.duplicate_of, t.scores.get("rouge_l_max")) for t in tasks]
 
 
 def t0_slice(shared_data, start: int, n: int) -> list[Task]:
@@ -73,7 +74,8 @@ def test_same_decisions_as_the_exhaustive_scan_on_real_data(shared_data, batch):
                        (t0_slice(shared_data, 0, 120) + t0_slice(shared_data, 20000, 120), ()),
                        (t0_slice(shared_data, 45000, 150), [(s.id, s.instruction) for s in seeds[:40]])]:
         want = exhaustive([(t.id, t.instruction) for t in tasks], 0.7, ref)
-        f = RougeNoveltyFilter(0.7, top_k=0, reference=ref)
+        f = RougeNoveltyFilter.of(threshold=0.7, top_k=0)
+        f.add_reference(ref)
         if batch:
             f.apply(tasks)
         else:
@@ -100,11 +102,22 @@ def test_prefix_index_finds_every_entry_above_the_threshold():
             assert score <= 0.6
 
 
+@pytest.mark.parametrize("top", [1, 3, 16])
+def test_pool_max_scores_are_the_exhaustive_maxima(top):
+    rng = random.Random(5)
+    vocab = [f"w{i}" for i in range(30)]
+    docs = [[rng.choice(vocab) for _ in range(rng.randint(0, 25))] for _ in range(90)]
+    docs += [d[:-1] + ["x"] for d in docs[:20]]
+    got = pool_max_scores(docs, 10, block=7, top=top)  # small blocks and top: every branch runs
+    want = [max([rouge_l(docs[i], docs[j]) for j in range(i)] + [0.0]) for i in range(10, len(docs))]
+    assert got == want
+
+
 def test_filter_keeps_the_first_copy_and_explains_the_drop():
     tasks = [Task(id="a", instruction="Write a short poem about the sea at night."),
              Task(id="b", instruction="Translate the sentence into French."),
              Task(id="c", instruction="Write a short poem about the sea at night!")]
-    f = RougeNoveltyFilter(0.7, top_k=2, fields=["instruction"])
+    f = RougeNoveltyFilter.of(threshold=0.7, top_k=2, fields=["instruction"])
     f.apply(tasks)
     assert [t.kept for t in tasks] == [True, True, False]
     assert tasks[2].verdict.duplicate_of == "a" and tasks[2].verdict.reason == "rouge_l>0.70"
@@ -116,5 +129,5 @@ def test_fields_input_is_compared_when_asked():
     from instructgen.records import Instance
     tasks = [Task(id="a", instruction="Summarize.", instances=[Instance("the cat sat on the mat today", "")]),
              Task(id="b", instruction="Shorten.", instances=[Instance("the cat sat on the mat today", "")])]
-    RougeNoveltyFilter(0.7, top_k=0, fields=["input"]).apply(tasks)
+    RougeNoveltyFilter.of(threshold=0.7, top_k=0, fields=["input"]).apply(tasks)
     assert [t.kept for t in tasks] == [True, False]

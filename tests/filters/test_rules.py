@@ -18,7 +18,7 @@ from instructgen.records import Instance, Task
     ("Écris une phrase en français maintenant.", "starts_non_ascii"),
 ])
 def test_self_instruct_rules(text, reason):
-    chain = [LengthFilter(), BlacklistFilter(), FirstCharFilter(), PrefixFilter()]
+    chain = [LengthFilter(), BlacklistFilter(), FirstCharFilter(), PrefixFilter()]  # each from its default Params
     tasks, stats = run_chain(chain, [Task(id="t", instruction=text)])
     assert tasks[0].verdict.reason == reason
     assert sum(sum(s.dropped.values()) for s in stats) == (reason is not None)
@@ -26,5 +26,5 @@ def test_self_instruct_rules(text, reason):
 
 def test_fields_are_configurable():
     t = Task(id="t", instruction="A perfectly fine instruction.", instances=[Instance("x", "See the map.")])
-    assert BlacklistFilter(fields=("output",)).check(t) == "blacklist:map"
-    assert LengthFilter(min_words=1, max_words=2, fields=("input",)).check(t) is None
+    assert BlacklistFilter.of(fields=["output"]).score_batch([t]) == ["blacklist:map"]
+    assert LengthFilter.of(min_words=1, max_words=2, fields=["input"]).score_batch([t]) == [None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -12,6 +13,7 @@ import pytest
 
 from instructgen.cli import main
 from instructgen.filters import stage
+from instructgen.filters.minhash import MinHashParams
 from instructgen.filters.stage import curate
 from instructgen.rundir import RunDirError
 
@@ -72,7 +74,13 @@ def test_end_to_end_outputs_reasons_and_stats(alpaca, tmp_path, capsys):
     for f in stats["filters"]:
         assert set(f) >= {"name", "records_in", "dropped", "dropped_total", "kept", "seconds", "note", "params"}
     assert by["length"]["dropped"] == {"too_short:instruction": 1} and by["grammar"]["note"] == "disabled in config"
-    assert by["minhash"]["records_in"] == 6 and by["minhash"]["params"]["bands"] * by["minhash"]["params"]["rows"] <= 128
+    mh = by["minhash"]
+    assert mh["records_in"] == 6 and mh["details"]["bands"] * mh["details"]["rows"] <= 128
+    assert mh["params"] == {**dataclasses.asdict(MinHashParams()), "threshold": 0.7, "ngram": 3}  # Params, whole
+    # every record reaching rouge_l carries its score and rank, kept or dropped
+    assert all("rouge_l_max" in r["scores"] and "rouge_l" in r["meta"]["rank"] for r in kept)
+    assert {r["id"]: r["meta"]["rank"]["rouge_l"] for r in read(out / "rejected.jsonl") if r["id"] == "alpaca_7"} \
+        == {"alpaca_7": 5}
     assert json.loads((out / "stats.json").read_text()) == stats
     assert (out / "completed").exists() and json.loads((out / "config.json").read_text())["stage"] == "curate"
     printed = capsys.readouterr().out
@@ -112,6 +120,25 @@ def test_an_interrupted_run_resumes_after_the_last_finished_filter(alpaca, tmp_p
     assert ((out / "kept.jsonl").read_text(), (out / "rejected.jsonl").read_text()) == want
     assert [f["dropped"] for f in resumed["filters"]] == [f["dropped"] for f in full["filters"]]
     assert len((out / "steps.jsonl").read_text().splitlines()) == len(FAST["filters"])
+
+
+def test_ranks_and_keep_top_resume_from_the_step_records(alpaca, tmp_path):
+    ranked = json.loads(json.dumps(FAST))
+    ranked["filters"][5]["keep_top"] = 5  # minhash: the 5 most novel of 6
+    ranked["filters"][6]["keep_top"] = 0.5  # rouge_l: half of what reaches it
+    out = tmp_path / "cur"
+    full = curate(alpaca, out, config=ranked, quiet=True)
+    assert full["filters"][5]["dropped"] == {"minhash_jaccard>=0.70": 1}  # 5 survive the threshold: all kept
+    assert full["filters"][6]["dropped"] == {"rouge_l>0.70": 1, "below_top_3:rouge_l_max": 1}
+    kept = read(out / "kept.jsonl")
+    assert all(set(r["meta"]["rank"]) == {"readability", "minhash", "rouge_l"} for r in kept)  # every scoring filter
+    want = (out / "kept.jsonl").read_text(), (out / "rejected.jsonl").read_text()
+    lines = (out / "steps.jsonl").read_text().splitlines(keepends=True)
+    for name in ("completed", "kept.jsonl", "rejected.jsonl", "stats.json", "summary.json"):
+        (out / name).unlink()
+    (out / "steps.jsonl").write_text("".join(lines[:6]))  # killed before rouge_l: minhash's ranks are replayed
+    curate(alpaca, out, config=ranked, quiet=True)
+    assert ((out / "kept.jsonl").read_text(), (out / "rejected.jsonl").read_text()) == want
 
 
 def test_dry_run_writes_nothing_and_prints_the_funnel(alpaca, tmp_path, capsys):
