@@ -19,6 +19,12 @@ class ConfigError(ValueError):
     pass
 
 
+# Xu et al., ICLR 2024 (WizardLM), section 3.1: five in-depth operations and in-breadth evolving
+EVOL_OPERATIONS = ("constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth")
+# options that tune spending, not what a run makes: left out of config.json's identity (see `run_identity`)
+BUDGET_FIELDS = ("price_input_per_m", "price_output_per_m", "max_cost", "max_tokens", "rps")
+
+
 @dataclass
 class GenerationConfig:
     """`gen instructions`: the Self-Instruct bootstrap loop (or Alpaca's one pass)."""
@@ -29,6 +35,9 @@ class GenerationConfig:
     seeds: str | None = doc("seed file (Self-Instruct JSONL, our records or Alpaca JSON); None = packaged seeds",
                             default=None)
     teacher: str = doc("teacher spec: transformers:MODEL | vllm:MODEL | openai:URL@MODEL", default="smollm2-135m")
+    teacher_options: dict = doc("backend keywords, e.g. {device: cuda, dtype: bfloat16} or vLLM engine "
+                                "arguments; checked against the backend before anything loads",
+                                default_factory=dict)
     template: str | None = doc("prompt template name or file; None = the preset's", default=None)
     batch_size: int = doc("prompts per teacher call (the original sent 5 per request)", default=16)
     seed: int = doc("random seed for prompt sampling and decoding", default=42)
@@ -57,6 +66,20 @@ class GenerationConfig:
                                 default=True)
     max_batches: int = doc("give up after this many teacher calls without reaching num (0 = 50*num/batch)",
                            default=0)
+    response_max_new_tokens: int = doc("magpie / evol: token budget of the answer to each new instruction "
+                                       "(greedy)", default=1024)
+    rounds: int = doc("evol: rounds of evolution over the seed pool (WizardLM: M=4)", default=4)
+    evol_operations: list[str] = doc("evol: operations drawn uniformly per instruction and round (WizardLM: the "
+                                     "five in-depth ones and in-breadth)", default_factory=lambda: list(EVOL_OPERATIONS))
+    # cost and budget: not part of the run's identity, so the same command with a larger budget resumes
+    price_input_per_m: float = doc("teacher price per million prompt tokens (for the estimate and the running "
+                                   "cost; 0 = free / local)", default=0.0)
+    price_output_per_m: float = doc("teacher price per million completion tokens", default=0.0)
+    max_cost: float | None = doc("stop cleanly once this much has been spent on the run (same unit as the "
+                                 "prices); None = no limit", default=None)
+    max_tokens: int | None = doc("stop cleanly once prompt + completion tokens of the run reach this; None = no "
+                                "limit", default=None)
+    rps: float | None = doc("requests per second sent to an HTTP teacher; None = no limit", default=None)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -70,8 +93,23 @@ PRESETS: dict[str, dict[str, Any]] = {
                    presence_penalty=0.0, max_new_tokens=3072, stop=["\n20", "20.", "20 ."],
                    drop_truncated="last_item", blacklist=list(ALPACA_BLACKLIST), rouge_threshold=0.7,
                    template=None),
+    # Xu et al. 2024, "Magpie: Alignment Data Synthesis from Scratch by Prompting Aligned LLMs with Nothing":
+    # no seeds; the pre-query template alone, sampled at temperature 1 / top_p 1 (the paper's instruction
+    # sampling); the query ends at the end-of-turn token (stops for ChatML and Llama-3 templates)
+    "magpie": dict(temperature=1.0, top_p=1.0, presence_penalty=0.0, max_new_tokens=512,
+                   stop=["<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|start_header_id|>"],
+                   drop_truncated="completion", blacklist=list(SELF_INSTRUCT_BLACKLIST), rouge_threshold=0.7,
+                   template=None),
+    # Xu et al., ICLR 2024, "WizardLM: Empowering Large Language Models to Follow Complex Instructions": one
+    # operation per instruction and round, M=4 rounds, the elimination step; sampling is ours (temperature 1)
+    "evol": dict(temperature=1.0, top_p=1.0, presence_penalty=0.0, max_new_tokens=512, stop=[],
+                 drop_truncated="completion", blacklist=list(SELF_INSTRUCT_BLACKLIST), rouge_threshold=0.7,
+                 rounds=4, template=None),
 }
-DEFAULT_TEMPLATES = {"self-instruct": "self_instruct.completion", "alpaca": "alpaca.completion"}
+DEFAULT_TEMPLATES = {"self-instruct": "self_instruct.completion", "alpaca": "alpaca.completion",
+                     # ChatML with SmolLM2's default system turn: what the embedded model's chat template renders
+                     "magpie": "magpie_smollm2.completion",
+                     "evol": "evol_depth.chat"}
 
 
 def field_docs(cls) -> dict[str, str]:
@@ -249,11 +287,42 @@ def validate_generation(c: GenerationConfig) -> None:
         (c.drop_truncated in ("completion", "last_item"), "drop_truncated must be 'completion' or 'last_item'"),
         (0 < c.rouge_threshold <= 1, "rouge_threshold must be in (0, 1]"),
         (c.min_words <= c.max_words, "min_words must be <= max_words"),
-    ]
+        (c.response_max_new_tokens >= 1, "response_max_new_tokens must be at least 1"),
+        (c.rounds >= 1, "rounds must be at least 1"),
+        (bool(c.evol_operations) and all(o in EVOL_OPERATIONS for o in c.evol_operations),
+         f"evol_operations must be a non-empty list of {', '.join(EVOL_OPERATIONS)}"),
+    ] + budget_checks(c)
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
 
 
+def budget_checks(c) -> list[tuple[bool, str]]:
+    """(ok, message) checks of the BUDGET_FIELDS, shared by every config that has them."""
+    return [
+        (c.price_input_per_m >= 0 and c.price_output_per_m >= 0, "prices must be >= 0"),
+        (c.max_cost is None or c.max_cost > 0, "--max-cost must be > 0"),
+        (c.max_tokens is None or c.max_tokens >= 1, "--max-tokens must be at least 1"),
+        (c.rps is None or c.rps > 0, "--rps must be > 0"),
+        (c.rps is None or c.teacher.startswith("openai:"), "--rps applies to HTTP teachers (openai:URL@MODEL)"),
+    ]
+
+
+def budget_spent(c, prompt_tokens: int, completion_tokens: int) -> str | None:
+    """Why a run with these token counts has spent the budget of config `c`, or None."""
+    cost = (prompt_tokens * c.price_input_per_m + completion_tokens * c.price_output_per_m) / 1e6
+    if c.max_cost is not None and cost >= c.max_cost:
+        return f"cost {cost:.6g} reached --max-cost {c.max_cost:g}"
+    if c.max_tokens is not None and prompt_tokens + completion_tokens >= c.max_tokens:
+        return f"{prompt_tokens + completion_tokens} tokens reached --max-tokens {c.max_tokens}"
+    return None
+
+
 def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def run_identity(cfg) -> dict[str, Any]:
+    """The config a run folder is identified by: everything but the budget and price options, so a run stopped
+    by --max-cost / --max-tokens resumes under the same command with a larger budget."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in BUDGET_FIELDS}

@@ -45,3 +45,30 @@ def test_every_field_and_preset_is_documented():
     for name, values in PRESETS.items():
         assert set(values) <= set(docs), name
         generation_config({"preset": name})
+
+
+def test_magpie_and_evol_presets():
+    m = generation_config({"preset": "magpie"})
+    assert (m.temperature, m.top_p, m.presence_penalty) == (1.0, 1.0, 0.0)  # Magpie's instruction sampling
+    assert m.template == "magpie_smollm2.completion" and "<|im_end|>" in m.stop and "<|eot_id|>" in m.stop
+    e = generation_config({"preset": "evol"})
+    assert e.rounds == 4 and e.template == "evol_depth.chat" and e.stop == []  # WizardLM: M = 4 rounds
+    assert e.evol_operations == ["constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth"]
+    assert e.rouge_threshold == 0.7 and len(e.blacklist) == 13  # the same filters as Self-Instruct
+
+
+def test_budget_options_are_validated_and_left_out_of_the_run_identity():
+    from instructgen.config import run_identity, to_dict
+    c = generation_config({"max_cost": 1.5, "max_tokens": 1000, "price_input_per_m": 0.15,
+                           "price_output_per_m": 0.6})
+    ident = run_identity(c)
+    assert {"max_cost", "max_tokens", "price_input_per_m", "price_output_per_m", "rps"}.isdisjoint(ident)
+    assert set(to_dict(c)) - set(ident) == {"max_cost", "max_tokens", "price_input_per_m", "price_output_per_m", "rps"}
+    for bad, msg in [({"max_cost": 0}, "--max-cost"), ({"max_tokens": 0}, "--max-tokens"),
+                     ({"price_input_per_m": -1}, "prices"), ({"rps": 0}, "--rps must be > 0"),
+                     ({"rps": 2.0}, "--rps applies to HTTP teachers")]:
+        with pytest.raises(ConfigError, match=msg):
+            generation_config(bad)
+    assert generation_config({"rps": 2.0, "teacher": "openai:http://127.0.0.1:9/v1@m"}).rps == 2.0
+    with pytest.raises(ConfigError, match="option 'max_cost' must be float or null"):
+        generation_config({"max_cost": "lots"})

@@ -24,13 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="yes/no: set is_classification on tasks lacking it without asking the teacher (default auto)")
     p.add_argument("--max-instances", type=int, help="instances per task (default 5)")
     p.add_argument("--max-new-tokens", type=int, help="instance-generation token budget (default 300)")
+    from .instructions import add_budget_arguments
+    add_budget_arguments(p)
     p.add_argument("--config", help="YAML file of InstancesConfig options (flags win)")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder with another config")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
-FLAGS = ("teacher", "batch_size", "assume_classification", "max_instances", "max_new_tokens")
+FLAGS = ("teacher", "batch_size", "assume_classification", "max_instances", "max_new_tokens", "price_input_per_m",
+         "price_output_per_m", "max_cost", "max_tokens", "rps")
 
 
 def default_out(input_path: str, out: str | None) -> str:

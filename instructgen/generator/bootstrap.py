@@ -19,15 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..config import GenerationConfig, to_dict
-from ..filters.base import Filter
-from ..filters.rouge import RougeNoveltyFilter
-from ..filters.rules import BlacklistFilter, FirstCharFilter, LengthFilter, PrefixFilter
-from ..progress import Rate, bar, table
+from ..config import GenerationConfig, budget_spent, run_identity
+from ..filters.chain import instruction_chain
+from ..progress import Progress, Rate, cost_of, table
 from ..records import Instance, Task, read_seed_tasks, text_hash
 from ..rundir import RunDir, fingerprint_files, records_fingerprint, releases_locks
 from ..templates import PromptTemplate, load_template
-from .teachers import Sampling, Teacher
+from .teachers import BudgetReached, Sampling, Teacher
 
 PACKAGED_SEEDS = Path(__file__).resolve().parent.parent / "data" / "seed_tasks.jsonl"
 
@@ -67,20 +65,17 @@ class SelfInstructRecipe:
 
 
 def recipe_for(preset: str):
+    """The recipe object of a preset: render/parse for list recipes, or its own `batch` (Magpie, Evol)."""
     if preset == "alpaca":
         from .alpaca import AlpacaRecipe
         return AlpacaRecipe()
+    if preset == "magpie":
+        from .magpie import MagpieRecipe
+        return MagpieRecipe()
+    if preset == "evol":
+        from .evol import EvolRecipe
+        return EvolRecipe()
     return SelfInstructRecipe()
-
-
-def instruction_filters(cfg: GenerationConfig, seeds: Sequence[Task]) -> tuple[list[Filter], RougeNoveltyFilter]:
-    """The preset's rule filters and a novelty filter whose pool starts with the seed instructions."""
-    rules: list[Filter] = [LengthFilter(cfg.min_words, cfg.max_words), BlacklistFilter(cfg.blacklist),
-                           FirstCharFilter(), PrefixFilter(cfg.forbidden_prefixes)]
-    novelty = RougeNoveltyFilter(cfg.rouge_threshold, top_k=cfg.top_k_similar,
-                                 reference=[(s.id, s.instruction) for s in seeds],
-                                 mean_similarity=cfg.mean_similarity)
-    return rules, novelty
 
 
 def sample_shown(rng: random.Random, seeds: Sequence[Task], machine: Sequence[Task], n: int,
@@ -92,116 +87,275 @@ def sample_shown(rng: random.Random, seeds: Sequence[Task], machine: Sequence[Ta
     return shown
 
 
+class Run:
+    """What a recipe's batch works with: the config, teacher, templates, filters, the pool of kept tasks and
+    the counters. `generate` is the one way to the teacher: it checks the budget first (the whole run's spend,
+    resumed batches included), feeds the progress bar as tokens arrive and counts tokens and cost."""
+
+    def __init__(self, cfg: GenerationConfig, seeds: list[Task], templates: list[PromptTemplate]):
+        self.cfg, self.seeds, self.templates = cfg, seeds, templates
+        # the same filter specs and stats as gen curate (filters/chain.py); recipes may run their own checks
+        # between the rules and the novelty check (run.chain.decide_rules / decide_novelty)
+        self.chain = instruction_chain(cfg, seeds)
+        self.rules, self.novelty = self.chain.rules, self.chain.novelty
+        self.machine: list[Task] = []
+        self.reasons: Counter = Counter()
+        self.tokens: Counter = Counter()
+        self.rate = Rate()
+        self.teacher: Teacher | None = None
+        self.progress: Progress | None = None
+        self.sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                 presence_penalty=cfg.presence_penalty, stop=tuple(cfg.stop))
+
+    @property
+    def cost(self) -> float:
+        return cost_of(self.tokens["prompt"], self.tokens["completion"], self.cfg.price_input_per_m,
+                       self.cfg.price_output_per_m)
+
+    def generate(self, prompts: list, sampling: Sampling):
+        return metered_generate(self.teacher, prompts, sampling, self.cfg, self.tokens, self.rate, self.progress)
+
+    def accept(self, t: Task) -> bool:
+        """The rule filters, then the ROUGE-L novelty check (which adds a kept instruction to the pool)."""
+        if self.chain.decide(t):
+            self.machine.append(t)
+            if self.progress is not None:
+                self.progress.update(1)
+            return True
+        return False
+
+    def replay(self, log: Sequence[Task]) -> None:
+        """Rebuild the pool and counters from the log, so a resumed run goes on exactly as it would have."""
+        seen_completions = set()
+        for t in log:
+            if t.kept:
+                self.chain.replay(t)
+                self.machine.append(t)
+            else:
+                self.reasons[t.verdict.reason] += 1
+            for key, prov in _token_sources(t):
+                if key not in seen_completions:
+                    seen_completions.add(key)
+                    self.tokens["prompt"] += prov.get("prompt_tokens", 0)
+                    self.tokens["completion"] += prov.get("completion_tokens", 0)
+
+
+def _token_sources(t: Task):
+    """(key, provenance part) for each teacher completion a record carries, keyed so a completion shared by
+    several records (one list completion, many instructions) counts once."""
+    b = t.meta.get("batch")
+    yield (b, "c", t.provenance.get("completion_index")), t.provenance
+    for part in ("response", "equal"):  # Magpie / Evol: the answer and the elimination judgement
+        if isinstance(t.provenance.get(part), dict):
+            yield (b, part, t.id), t.provenance[part]
+
+
+def metered_generate(teacher: Teacher, prompts: list, sampling: Sampling, cfg, tokens: Counter, rate: Rate,
+                     progress: Progress | None):
+    """A teacher call as every generation stage makes it: BudgetReached first when the run (its resumed
+    batches included, counted in `tokens`) has spent cfg's budget; tokens fed to the progress bar as they come;
+    every token counted, also those of completions left unused."""
+    why = budget_spent(cfg, tokens["prompt"], tokens["completion"])
+    if why:
+        raise BudgetReached(why)
+    if progress is not None and _takes_on_tokens(teacher):
+        completions = teacher.generate(prompts, sampling, on_tokens=progress.on_tokens)
+    else:
+        completions = teacher.generate(prompts, sampling)
+    for c in completions:
+        rate.add(c.completion_tokens)
+        tokens["prompt"] += c.prompt_tokens
+        tokens["completion"] += c.completion_tokens
+    return completions
+
+
+_ON_TOKENS: dict[type, bool] = {}
+
+
+def _takes_on_tokens(teacher) -> bool:
+    """Whether `teacher.generate` accepts `on_tokens` (every backend does; a test's stand-in may not)."""
+    import inspect
+    kind = type(teacher)
+    if kind not in _ON_TOKENS:
+        try:
+            params = inspect.signature(teacher.generate).parameters
+            _ON_TOKENS[kind] = "on_tokens" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+        except (TypeError, ValueError):
+            _ON_TOKENS[kind] = False
+    return _ON_TOKENS[kind]
+
+
+def bootstrap_batch(run: Run, recipe, batch_idx: int) -> list[Task]:
+    """One Self-Instruct / Alpaca teacher call: sample the shown tasks, render, complete, parse, filter."""
+    cfg, template = run.cfg, run.templates[0]
+    rng = random.Random(f"{cfg.seed}:{batch_idx}")
+    shown = [sample_shown(rng, run.seeds, run.machine, cfg.num_prompt_instructions, cfg.num_machine_instructions)
+             for _ in range(cfg.batch_size)]
+    prompts = [recipe.render(template, s) for s in shown]
+    sampling = run.sampling
+    sampling.seed = cfg.seed * 100_003 + batch_idx
+    completions = run.generate(prompts, sampling)
+    created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    records: list[Task] = []
+    for j, (prompt, c, sh) in enumerate(zip(prompts, completions, shown)):
+        prov = {"teacher": run.teacher.name, "template": template.name, "recipe": recipe.name,
+                "sampling": sampling.to_dict(), "prompt_hash": text_hash(str(prompt)),
+                "created_at": created, "shown": [t.id for t in sh], "completion_index": j,
+                "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
+                "completion_tokens": c.completion_tokens}
+        cands = recipe.parse(template, c.text, len(sh))
+        if not cands:
+            t = Task(id=f"gen-{batch_idx:05d}-{j:03d}-00", instruction=c.text[:2000], provenance=prov)
+            t.drop("unparseable", filter="parse")
+            records.append(t)
+        for k, cand in enumerate(cands):
+            t = Task(id=f"gen-{batch_idx:05d}-{j:03d}-{k:02d}", instruction=cand.instruction,
+                     instances=cand.instances, provenance=prov)
+            if c.finish_reason == "length" and (cfg.drop_truncated == "completion" or k == len(cands) - 1):
+                t.drop("truncated_completion" if cfg.drop_truncated == "completion" else "truncated_item",
+                       filter="parse")
+            elif cand.error:
+                t.drop(cand.error, filter="parse")
+            else:
+                run.accept(t)
+            records.append(t)
+            if len(run.machine) >= cfg.num:
+                break
+        if len(run.machine) >= cfg.num:
+            break
+    return records
+
+
+def novelty_last(run, records: list[Task], candidates: list[Task]) -> list[Task]:
+    """The novelty check, last and in record order, over candidates still kept; the batch is cut after the
+    record that reaches `num` (as the Self-Instruct loop does), so a resumed run matches an uninterrupted one."""
+    pending = {id(t) for t in candidates}
+    for i, t in enumerate(records):
+        if id(t) in pending and t.kept and run.novelty.decide(t):
+            run.machine.append(t)
+            if run.progress is not None:
+                run.progress.update(1)
+            if len(run.machine) >= run.cfg.num:
+                return records[: i + 1]
+    return records
+
+
+def recipe_templates(cfg: GenerationConfig, recipe) -> list[PromptTemplate]:
+    """The templates a recipe renders: `cfg.template` first, then any fixed siblings (Evol's breadth and
+    elimination prompts)."""
+    return [load_template(cfg.template)] + [load_template(n) for n in getattr(recipe, "extra_templates", ())]
+
+
+def estimate(cfg: GenerationConfig, run: Run, recipe, batches_done: int) -> str:
+    """A one-line estimate of tokens and cost before the loop starts: one call's prompt tokens (~4 characters a
+    token) and completion tokens at most, and the calls needed at the kept rate so far (or one instruction per
+    prompt on a fresh run, an assumption the progress line then corrects)."""
+    prompts = getattr(recipe, "sample_prompts", None)
+    texts = prompts(run) if prompts else [str(recipe.render(run.templates[0], sample_shown(
+        random.Random(cfg.seed), run.seeds, run.machine, cfg.num_prompt_instructions,
+        cfg.num_machine_instructions))) for _ in range(cfg.batch_size)]
+    calls_per_batch = getattr(recipe, "calls_per_batch", 1)
+    p_tok = sum(len(t) for t in texts) // 4 * calls_per_batch
+    c_tok = cfg.batch_size * (cfg.max_new_tokens + (calls_per_batch - 1) * cfg.response_max_new_tokens)
+    left = max(cfg.num - len(run.machine), 0)
+    rate = len(run.machine) / batches_done if batches_done and run.machine else cfg.batch_size
+    batches = -(-left // max(rate, 1e-9)) if left else 0
+    per = cost_of(p_tok, c_tok, cfg.price_input_per_m, cfg.price_output_per_m)
+    basis = f"{rate:.1f} kept per batch so far" if batches_done and run.machine else "1 kept per prompt, assumed"
+    line = (f"estimate: a batch is ~{p_tok:,} prompt + at most {c_tok:,} completion tokens; ~{batches:,.0f} more "
+            f"batches for {left} instructions ({basis}): ~{batches * p_tok:,.0f} prompt + at most "
+            f"{batches * c_tok:,.0f} completion tokens")
+    if cfg.price_input_per_m or cfg.price_output_per_m:
+        line += f", at most ~{batches * per:.4f} (prices {cfg.price_input_per_m:g}/{cfg.price_output_per_m:g} per M)"
+    return line
+
+
 @releases_locks
 def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: bool = False,
                           teacher: Teacher | None = None, quiet: bool = False) -> dict:
-    """Run (or resume) the bootstrap loop into `out` until `cfg.num` instructions are kept; returns the summary."""
-    seeds = read_seed_tasks(cfg.seeds or PACKAGED_SEEDS)
-    template = load_template(cfg.template)
+    """Run (or resume) the preset's recipe into `out` until `cfg.num` instructions are kept; returns the summary.
+
+    A spent --max-cost / --max-tokens raises BudgetReached after the last finished batch is written; the same
+    command with a larger budget resumes from there."""
     recipe = recipe_for(cfg.preset)
+    seedless = getattr(recipe, "seedless", False)
+    seeds = [] if seedless else read_seed_tasks(cfg.seeds or PACKAGED_SEEDS)
+    templates = recipe_templates(cfg, recipe)
+    paths = [t.path for t in templates]
+    if hasattr(recipe, "check"):
+        recipe.check(cfg, templates)
     if teacher is None:
-        from .teachers import validate_spec
+        from .teachers import validate_options, validate_spec
         validate_spec(cfg.teacher)
+        validate_options(cfg.teacher, cfg.teacher_options)
     rd = RunDir(out, "instructions")
-    rd.check_path(inputs=[cfg.seeds or PACKAGED_SEEDS, template.path])
+    rd.check_path(inputs=([] if seedless else [cfg.seeds or PACKAGED_SEEDS]) + paths)
     # an edited seed file or template is another run: resuming would mix two of them in one pool
-    run_config = dict(to_dict(cfg), seeds_fingerprint=records_fingerprint(seeds),
-                      template_fingerprint=fingerprint_files([template.path]))
-    state, log = rd.open_batched(run_config, overwrite=overwrite, templates=[template.path])
+    run_config = dict(run_identity(cfg), seeds_fingerprint=records_fingerprint(seeds),
+                      template_fingerprint=fingerprint_files(paths))
+    state, log = rd.open_batched(run_config, overwrite=overwrite, templates=paths)
     if state == "done":
         return rd.done_summary(format_summary, quiet)
 
-
-    rules, novelty = instruction_filters(cfg, seeds)
-    machine: list[Task] = []
-    reasons: Counter = Counter()
-    tokens = Counter()
-    seen_completions = set()
-    for t in log:  # replay: the pool and counters are exactly as they were
-        if t.kept:
-            novelty.index.add(t.id, t.instruction)
-            machine.append(t)
-        else:
-            reasons[t.verdict.reason] += 1
-        key = (t.meta.get("batch"), t.provenance.get("completion_index"))
-        if key not in seen_completions:
-            seen_completions.add(key)
-            tokens["prompt"] += t.provenance.get("prompt_tokens", 0)
-            tokens["completion"] += t.provenance.get("completion_tokens", 0)
+    run = Run(cfg, seeds, templates)
+    if hasattr(recipe, "replay"):
+        recipe.replay(run, log)
+    else:
+        run.replay(log)
     batch_idx = (log[-1].meta["batch"] + 1) if log else 0
-    max_batches = cfg.max_batches or max(50, (50 * cfg.num) // cfg.batch_size)
-    sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                        presence_penalty=cfg.presence_penalty, stop=tuple(cfg.stop))
+    max_batches = getattr(recipe, "max_batches", lambda c, r: 0)(cfg, run) or cfg.max_batches or \
+        max(50, (50 * cfg.num) // cfg.batch_size)
+    batch = getattr(recipe, "batch", None) or (lambda r, b: bootstrap_batch(r, recipe, b))
+    if not quiet:
+        print(f"gen instructions: {estimate(cfg, run, recipe, batch_idx)}", file=sys.stderr)
 
     t_start = time.perf_counter()
+    own_teacher = teacher is None  # a teacher built here is closed here (a vLLM engine holds GPU memory)
     if teacher is None:
-        from .teachers import make_teacher
-        teacher = make_teacher(cfg.teacher, batch_size=cfg.batch_size)
-    rate = Rate()
-    pbar = bar(cfg.num, "instructions", initial=min(len(machine), cfg.num), unit="instr", disable=quiet or None)
-    with rd.appender() as appender:
-        while len(machine) < cfg.num:
-            if batch_idx >= max_batches:
-                pbar.close()
-                raise RuntimeError(
-                    f"made {batch_idx} teacher calls and kept {len(machine)}/{cfg.num}; stopping (raise "
-                    f"max_batches to go on). Rejections so far: {dict(reasons.most_common(5))}. The run folder "
-                    f"{rd.path} resumes where it stopped.")
-            rng = random.Random(f"{cfg.seed}:{batch_idx}")
-            shown = [sample_shown(rng, seeds, machine, cfg.num_prompt_instructions, cfg.num_machine_instructions)
-                     for _ in range(cfg.batch_size)]
-            prompts = [recipe.render(template, s) for s in shown]
-            sampling.seed = cfg.seed * 100_003 + batch_idx
-            completions = teacher.generate(prompts, sampling)
-            created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            records: list[Task] = []
-            for c in completions:  # every generated token counts, also those of completions left unused
-                rate.add(c.completion_tokens)
-                tokens["prompt"] += c.prompt_tokens
-                tokens["completion"] += c.completion_tokens
-            for j, (prompt, c, sh) in enumerate(zip(prompts, completions, shown)):
-                prov = {"teacher": teacher.name, "template": template.name, "recipe": recipe.name,
-                        "sampling": sampling.to_dict(), "prompt_hash": text_hash(str(prompt)),
-                        "created_at": created, "shown": [t.id for t in sh], "completion_index": j,
-                        "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
-                        "completion_tokens": c.completion_tokens}
-                cands = recipe.parse(template, c.text, len(sh))
-                if not cands:
-                    t = Task(id=f"gen-{batch_idx:05d}-{j:03d}-00", instruction=c.text[:2000], provenance=prov)
-                    t.drop("unparseable", filter="parse")
-                    records.append(t)
-                for k, cand in enumerate(cands):
-                    t = Task(id=f"gen-{batch_idx:05d}-{j:03d}-{k:02d}", instruction=cand.instruction,
-                             instances=cand.instances, provenance=prov)
-                    if c.finish_reason == "length" and (cfg.drop_truncated == "completion" or k == len(cands) - 1):
-                        t.drop("truncated_completion" if cfg.drop_truncated == "completion" else "truncated_item",
-                               filter="parse")
-                    elif cand.error:
-                        t.drop(cand.error, filter="parse")
-                    elif all(f.decide(t) for f in rules) and novelty.decide(t):
-                        machine.append(t)
-                        pbar.update(1)
-                    records.append(t)
-                    if len(machine) >= cfg.num:
-                        break
-                if len(machine) >= cfg.num:
-                    break
-            for t in records:
-                t.meta.update(batch=batch_idx, batch_size=len(records))
-                if not t.kept:
-                    reasons[t.verdict.reason] += 1
-            appender.write(records)
-            batch_idx += 1
-            pbar.set_postfix(kept=len(machine), rejected=sum(reasons.values()), tok_s=f"{rate.per_s:.1f}")
-    pbar.close()
+        from .teachers import Budget, make_teacher
+        teacher = make_teacher(cfg.teacher, budget=Budget(cfg.price_input_per_m, cfg.price_output_per_m),
+                               rps=cfg.rps, batch_size=cfg.batch_size, **cfg.teacher_options)
+    run.teacher = teacher
+    run.progress = Progress(cfg.num, "instructions", initial=min(len(run.machine), cfg.num), unit="instr",
+                            quiet=quiet)
+    _show(run)
+    try:
+        with rd.appender() as appender:
+            while len(run.machine) < cfg.num:
+                if batch_idx >= max_batches:
+                    if getattr(recipe, "stops_when_exhausted", False):
+                        break  # Evol: every round done; the run completes with what it kept
+                    raise RuntimeError(
+                        f"made {batch_idx} teacher calls and kept {len(run.machine)}/{cfg.num}; stopping (raise "
+                        f"max_batches to go on). Rejections so far: {dict(run.reasons.most_common(5))}. The run "
+                        f"folder {rd.path} resumes where it stopped.")
+                records = batch(run, batch_idx)
+                for t in records:
+                    t.meta.update(batch=batch_idx, batch_size=len(records))
+                    if not t.kept:
+                        run.reasons[t.verdict.reason] += 1
+                appender.write(records)
+                batch_idx += 1
+                _show(run)
+    except BudgetReached as e:
+        raise BudgetReached(f"{e}; kept {len(run.machine)}/{cfg.num} instructions in {rd.path} (every finished "
+                            f"batch is written); the same command with a larger budget resumes") from None
+    finally:
+        run.progress.close()
+        if own_teacher:
+            teacher.close()
 
-    summary = {"kept": len(machine), "rejected": sum(reasons.values()), "rejected_by_reason": dict(reasons.most_common()),
-               "teacher_calls": batch_idx, "prompt_tokens": tokens["prompt"], "completion_tokens": tokens["completion"],
-               "wall_seconds_this_session": round(time.perf_counter() - t_start, 2),
-               "completion_tokens_per_s_this_session": round(rate.per_s, 2), "teacher": teacher.name,
+    summary = {"kept": len(run.machine), "rejected": sum(run.reasons.values()),
+               "rejected_by_reason": dict(run.reasons.most_common()), "teacher_calls": batch_idx,
+               "prompt_tokens": run.tokens["prompt"], "completion_tokens": run.tokens["completion"],
+               "cost": round(run.cost, 6), "wall_seconds_this_session": round(time.perf_counter() - t_start, 2),
+               "completion_tokens_per_s_this_session": round(run.rate.per_s, 2), "teacher": teacher.name,
                "preset": cfg.preset, "seeds": len(seeds)}
-    rd.write_output("instructions.jsonl", machine)
+    if getattr(recipe, "calls_per_batch", 1) > 1:
+        summary["batches"] = summary.pop("teacher_calls")  # Magpie: two calls a batch, Evol: three
+    rd.write_output("instructions.jsonl", run.machine)
     all_records = rd.read_log()
+    summary["filters"] = run.chain.stats(all_records)  # per filter, the entries of gen curate's stats.json
     rd.write_output("rejected.jsonl", [t for t in all_records if not t.kept])
     rd.mark_completed(summary)
     if not quiet:
@@ -210,11 +364,19 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
     return summary
 
 
+def _show(run: Run) -> None:
+    fields = dict(kept=len(run.machine), rejected=sum(run.reasons.values()))
+    if run.cfg.price_input_per_m or run.cfg.price_output_per_m:
+        fields["cost"] = round(run.cost, 6)
+    run.progress.set(**fields)
+
+
 def format_summary(s: dict) -> str:
     rows = [["kept", s.get("kept", 0)], ["rejected", s.get("rejected", 0)]]
     rows += [[f"  {r}", n] for r, n in s.get("rejected_by_reason", {}).items()]
     rows += [["prompt tokens", s.get("prompt_tokens", 0)], ["completion tokens", s.get("completion_tokens", 0)],
-             ["teacher calls", s.get("teacher_calls", 0)],
+             ["teacher calls" if "teacher_calls" in s else "batches", s.get("teacher_calls", s.get("batches", 0))],
+             ["cost", s.get("cost", 0.0)],
              ["wall seconds (this session)", s.get("wall_seconds_this_session", 0.0)],
              ["completion tokens/s (this session)", s.get("completion_tokens_per_s_this_session", 0.0)]]
     return table(rows, header=["instructions", "count"])

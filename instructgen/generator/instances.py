@@ -12,6 +12,8 @@
 Model I/O goes through pure functions (`parse_input_first`, `parse_output_first`, `parse_classification_answer`,
 `filter_instances`); the teacher call is separate. A task that already has instances (seeds, Alpaca records) is
 passed through unchanged without a model call.
+
+(Over 400 lines on purpose: the pure parsers, the pure filters and the stage that uses them read best together.)
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..config import ConfigError, build, doc, load_yaml, to_dict
-from ..progress import Rate, bar, table
+from ..config import ConfigError, budget_checks, build, doc, load_yaml, run_identity
+from ..progress import Progress, Rate, cost_of, table
 from ..records import Instance, RecordError, Task, read_records, text_hash
 from ..rundir import RunDir, fingerprint_files, records_fingerprint, releases_locks
 from ..templates import PromptTemplate, load_template
-from .teachers import Sampling, Teacher
+from .teachers import BudgetReached, Sampling, Teacher
 
 
 @dataclass
@@ -37,6 +39,7 @@ class InstancesConfig:
     """`gen instances`: Self-Instruct's classification identification, instance generation and filters."""
 
     teacher: str = doc("teacher spec: transformers:MODEL | vllm:MODEL | openai:URL@MODEL", default="smollm2-135m")
+    teacher_options: dict = doc("backend keywords (see GenerationConfig.teacher_options)", default_factory=dict)
     batch_size: int = doc("tasks per teacher call (the original sent 5 per request)", default=16)
     assume_classification: str = doc("auto (ask the teacher for tasks whose is_classification is unset) | yes | "
                                      "no (set it on every such task without a call)", default="auto")
@@ -52,6 +55,12 @@ class InstancesConfig:
                                     default="instances_input_first.completion")
     output_first_template: str = doc("instance template for classification tasks (label first)",
                                      default="instances_output_first.completion")
+    # cost and budget (see config.BUDGET_FIELDS): not part of the run's identity
+    price_input_per_m: float = doc("teacher price per million prompt tokens (0 = free / local)", default=0.0)
+    price_output_per_m: float = doc("teacher price per million completion tokens", default=0.0)
+    max_cost: float | None = doc("stop cleanly once the run has cost this much; None = no limit", default=None)
+    max_tokens: int | None = doc("stop cleanly once the run's prompt + completion tokens reach this", default=None)
+    rps: float | None = doc("requests per second sent to an HTTP teacher; None = no limit", default=None)
 
 
 def instances_config(flags: dict, config_file: str | None = None) -> InstancesConfig:
@@ -72,7 +81,7 @@ def validate_instances(c: InstancesConfig) -> None:
         (c.max_new_tokens >= 1, "--max-new-tokens must be at least 1"),
         (c.classification_max_new_tokens >= 1, "classification_max_new_tokens must be at least 1"),
         (c.presence_penalty >= 0, "presence_penalty must be >= 0"),
-    ]
+    ] + budget_checks(c)
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
@@ -248,13 +257,14 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
     all_tasks = _input_tasks(input_path)
     todo = [t for t in all_tasks if t.kept]
     if teacher is None:
-        from .teachers import validate_spec
+        from .teachers import validate_options, validate_spec
         validate_spec(cfg.teacher)
+        validate_options(cfg.teacher, cfg.teacher_options)
     rd = RunDir(out, "instances")
     rd.check_path(inputs=[input_path] + list(templates.paths()))
     if not todo and not quiet:
         print(f"gen instances: warning: {input_path} holds no kept tasks; the result is empty", file=sys.stderr)
-    run_config = dict(to_dict(cfg), input_fingerprint=records_fingerprint(all_tasks),
+    run_config = dict(run_identity(cfg), input_fingerprint=records_fingerprint(all_tasks),
                       templates_fingerprint=fingerprint_files(templates.paths()))
     state, log = rd.open_batched(run_config, overwrite=overwrite, templates=templates.paths())
     if state == "done":
@@ -270,25 +280,46 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
             tokens["completion"] += t.provenance.get(key, {}).get("completion_tokens", 0)
 
     t_start, rate = time.perf_counter(), Rate()
+    if not quiet:
+        print(f"gen instances: {estimate(cfg, templates, remaining)}", file=sys.stderr)
+    own_teacher = teacher is None  # a teacher built here is closed here
     if teacher is None and any(not t.instances for t in remaining):  # pass-through tasks need no model
-        from .teachers import make_teacher
-        teacher = make_teacher(cfg.teacher, batch_size=cfg.batch_size)
+        from .teachers import Budget, make_teacher
+        teacher = make_teacher(cfg.teacher, budget=Budget(cfg.price_input_per_m, cfg.price_output_per_m),
+                               rps=cfg.rps, batch_size=cfg.batch_size, **cfg.teacher_options)
     teacher_name = teacher.name if teacher is not None else cfg.teacher
-    pbar = bar(len(todo), "instances", initial=len(todo) - len(remaining), unit="task", disable=quiet or None)
-    with rd.appender() as appender:
-        for b in range(0, len(remaining), cfg.batch_size):
-            records = _complete_batch(cfg, templates, teacher, remaining[b:b + cfg.batch_size], rate, tokens)
-            for t in records:
-                t.meta.update(batch=batch_idx, batch_size=len(records))
-            appender.write(records)
-            batch_idx += 1
-            pbar.update(len(records))
-            pbar.set_postfix(tok_s=f"{rate.per_s:.1f}")
-    pbar.close()
+    progress = Progress(len(todo), "instances", initial=len(todo) - len(remaining), unit="task", quiet=quiet)
+    priced = bool(cfg.price_input_per_m or cfg.price_output_per_m)
+
+    def generate(prompts, sampling):
+        from .bootstrap import metered_generate
+        return metered_generate(teacher, prompts, sampling, cfg, tokens, rate, progress)
+
+    done = len(todo) - len(remaining)
+    try:
+        with rd.appender() as appender:
+            for b in range(0, len(remaining), cfg.batch_size):
+                records = _complete_batch(cfg, templates, teacher_name, generate, remaining[b:b + cfg.batch_size])
+                for t in records:
+                    t.meta.update(batch=batch_idx, batch_size=len(records))
+                appender.write(records)
+                batch_idx += 1
+                progress.update(len(records))
+                done += len(records)
+                if priced:
+                    progress.set(cost=round(_cost(cfg, tokens), 6))
+    except BudgetReached as e:
+        raise BudgetReached(f"{e}; {done}/{len(todo)} tasks done in {rd.path} (every finished "
+                            f"batch is written); the same command with a larger budget resumes") from None
+    finally:
+        progress.close()
+        if own_teacher and teacher is not None:
+            teacher.close()
 
     records = rd.read_log()
     summary = summarize(records, len(all_tasks))
     summary.update(prompt_tokens=tokens["prompt"], completion_tokens=tokens["completion"],
+                   cost=round(_cost(cfg, tokens), 6),
                    wall_seconds_this_session=round(time.perf_counter() - t_start, 2),
                    completion_tokens_per_s_this_session=round(rate.per_s, 2), teacher=teacher_name,
                    input=str(Path(input_path).resolve()))
@@ -301,9 +332,30 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
     return summary
 
 
-def _complete_batch(cfg: InstancesConfig, tmpl: _Templates, teacher: Teacher | None, batch: list[Task],
-                    rate: Rate, tokens: Counter) -> list[Task]:
-    """Identify, generate, parse and filter one batch of tasks; returns one record per task."""
+def _cost(cfg: InstancesConfig, tokens: Counter) -> float:
+    return cost_of(tokens["prompt"], tokens["completion"], cfg.price_input_per_m, cfg.price_output_per_m)
+
+
+def estimate(cfg: InstancesConfig, tmpl: _Templates, tasks: Sequence[Task]) -> str:
+    """One line before the first call: prompt tokens (~4 characters a token) of every call still to make and
+    completion tokens at most, and the cost at the configured prices."""
+    need = [t for t in tasks if not t.instances]
+    ask = [t for t in need if t.is_classification is None] if cfg.assume_classification == "auto" else []
+    p = sum(len(tmpl.classification.render(instruction=t.instruction)) for t in ask)
+    p += sum(len((tmpl.output_first if t.is_classification else tmpl.input_first).render(instruction=t.instruction))
+             for t in need)
+    p //= 4
+    c = len(ask) * cfg.classification_max_new_tokens + len(need) * cfg.max_new_tokens
+    line = (f"estimate: {len(ask) + len(need)} prompts for {len(need)} tasks, ~{p:,} prompt + at most {c:,} "
+            f"completion tokens")
+    if cfg.price_input_per_m or cfg.price_output_per_m:
+        line += f", at most ~{cost_of(p, c, cfg.price_input_per_m, cfg.price_output_per_m):.4f}"
+    return line
+
+
+def _complete_batch(cfg: InstancesConfig, tmpl: _Templates, teacher_name: str, generate, batch: list[Task]) -> list[Task]:
+    """Identify, generate, parse and filter one batch of tasks; returns one record per task. `generate` is the
+    stage's metered teacher call (budget, tokens, progress)."""
     batch = [Task.from_dict(t.to_dict()) for t in batch]  # never mutate the caller's records
     need = [t for t in batch if not t.instances]
     for t in batch:
@@ -318,14 +370,13 @@ def _complete_batch(cfg: InstancesConfig, tmpl: _Templates, teacher: Teacher | N
         sampling = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.classification_max_new_tokens,
                             presence_penalty=0.0, stop=("\n",))
         prompts = [tmpl.classification.render(instruction=t.instruction) for t in ask]
-        for t, c in zip(ask, teacher.generate(prompts, sampling)):
+        for t, c in zip(ask, generate(prompts, sampling)):
             answer = parse_classification_answer(c.text)
             t.is_classification = bool(answer)
             t.meta["classification_answer"] = c.text.strip()
             t.provenance["classification"] = {"template": tmpl.classification.name, "prompt_tokens": c.prompt_tokens,
                                               "completion_tokens": c.completion_tokens, "answer": c.text,
                                               "unclear": answer is None}
-            _count(c, rate, tokens)
     if not need:
         return batch
     sampling = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens,
@@ -333,25 +384,18 @@ def _complete_batch(cfg: InstancesConfig, tmpl: _Templates, teacher: Teacher | N
     templates = [tmpl.output_first if t.is_classification else tmpl.input_first for t in need]
     prompts = [tp.render(instruction=t.instruction) for tp, t in zip(templates, need)]
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    for t, tp, prompt, c in zip(need, templates, prompts, teacher.generate(prompts, sampling)):
-        _count(c, rate, tokens)
+    for t, tp, prompt, c in zip(need, templates, prompts, generate(prompts, sampling)):
         parsed = (parse_output_first if t.is_classification else parse_input_first)(c.text)
         v = filter_instances(parsed, truncated=c.finish_reason == "length", max_instances=cfg.max_instances)
         t.instances = v.kept
         t.meta["dropped_instances"] = [{"input": i.input, "output": i.output, "reason": r} for i, r in v.dropped]
-        t.provenance["instances"] = {"teacher": teacher.name, "template": tp.name, "sampling": sampling.to_dict(),
+        t.provenance["instances"] = {"teacher": teacher_name, "template": tp.name, "sampling": sampling.to_dict(),
                                      "prompt_hash": text_hash(str(prompt)), "created_at": created,
                                      "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
                                      "completion_tokens": c.completion_tokens, "completion": c.text}
         if v.task_reason:
             t.drop(v.task_reason, filter="instances")
     return batch
-
-
-def _count(c, rate: Rate, tokens: Counter) -> None:
-    rate.add(c.completion_tokens)
-    tokens["prompt"] += c.prompt_tokens
-    tokens["completion"] += c.completion_tokens
 
 
 def summarize(records: Sequence[Task], n_input: int) -> dict:
@@ -385,6 +429,6 @@ def format_summary(s: dict) -> str:
     if s.get("passed_through"):
         rows.append(["passed through (had instances)", s["passed_through"]])
     rows += [["prompt tokens", s.get("prompt_tokens", 0)], ["completion tokens", s.get("completion_tokens", 0)],
-             ["wall seconds (this session)", s.get("wall_seconds_this_session", 0.0)],
+             ["cost", s.get("cost", 0.0)], ["wall seconds (this session)", s.get("wall_seconds_this_session", 0.0)],
              ["completion tokens/s (this session)", s.get("completion_tokens_per_s_this_session", 0.0)]]
     return table(rows, header=["instances", "count"])

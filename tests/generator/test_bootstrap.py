@@ -177,3 +177,43 @@ def test_embedded_teacher_bootstraps_real_instructions(tmp_path, embedded_teache
     for t in kept:
         assert t.instruction not in seeds and len(t.instruction.split()) >= 4
         assert t.provenance["teacher"] == "transformers:smollm2-135m"
+
+
+def test_teacher_options_are_checked_before_anything_is_written(tmp_path):
+    from instructgen.generator.teachers import TeacherSpecError
+    c = generation_config(dict(num=2, teacher="smollm2-135m", teacher_options={"devise": "cuda"}))
+    with pytest.raises(TeacherSpecError, match="devise"):
+        generate_instructions(c, tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()
+
+
+def test_budget_flags_change_nothing_a_run_is_identified_by(tmp_path):
+    """A finished run re-run with other prices or limits is the same run: a no-op, not a refusal."""
+    out = tmp_path / "r"
+    generate_instructions(cfg(6), out, teacher=FakeTeacher(), quiet=True)
+    t = FakeTeacher()
+    s = generate_instructions(cfg(6, max_cost=5.0, price_input_per_m=3.0, max_tokens=10**6), out, teacher=t,
+                              quiet=True)
+    assert t.calls == 0 and s["kept"] == 6
+
+
+def test_a_teacher_built_by_the_stage_is_closed_also_on_a_budget_stop(tmp_path, monkeypatch):
+    from instructgen.generator import teachers
+    built = []
+
+    class Closing(FakeTeacher):
+        closed = 0
+
+        def close(self):
+            self.closed += 1
+
+    def make(spec, **kw):
+        built.append(Closing())
+        return built[-1]
+
+    monkeypatch.setattr(teachers, "make_teacher", make)
+    embedded = dict(batch_size=3, teacher="smollm2-135m")  # a spec that validates; make_teacher is the fake
+    generate_instructions(generation_config(dict(embedded, num=3)), tmp_path / "a", quiet=True)
+    with pytest.raises(teachers.BudgetReached):
+        generate_instructions(generation_config(dict(embedded, num=30, max_tokens=1)), tmp_path / "b", quiet=True)
+    assert [t.closed for t in built] == [1, 1] and built[1].calls == 1  # one call, then the budget was spent
