@@ -246,12 +246,6 @@ def export_tasks(tasks: Iterable[Task], fmt: str, out: str | os.PathLike, user_t
     if not rows:
         raise RecordError(source, None, f"no examples to export: none of its {len(tasks)} tasks is kept with an "
                                         "instance that has an output (run `gen instances` on it first)")
-    if kind != "folder" and out.suffix not in SUFFIXES[kind]:
-        # LLaMA-Factory picks its loader by the extension and refuses any other; our reader (gen train, gen
-        # export) reads an unknown one as JSON Lines, which an Alpaca JSON list is not
-        print(f"note: --out {out.name}: LLaMA-Factory and `gen train` read this format from a file named "
-              f"{' or '.join('*' + x for x in SUFFIXES[kind])}; the snippets beside it name it as given",
-              file=sys.stderr)
     renamed = unique_ids(rows)
     if renamed:
         old, new = renamed[0]
@@ -279,6 +273,12 @@ def export_tasks(tasks: Iterable[Task], fmt: str, out: str | os.PathLike, user_t
                 tmp.write_text(texts[p.suffix[1:]], encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"--out {out}: cannot write: {e.strerror or e}") from None
+    if kind != "folder" and out.suffix not in SUFFIXES[kind]:  # said once written: an error stays one line
+        # LLaMA-Factory picks its loader by the extension and refuses any other; our reader (gen train, gen
+        # export) reads an unknown one as JSON Lines, which an Alpaca JSON list is not
+        print(f"note: --out {out.name}: LLaMA-Factory and `gen train` read this format from a file named "
+              f"{' or '.join('*' + x for x in SUFFIXES[kind])}; the snippets beside it name it as given",
+              file=sys.stderr)
     return len(rows)
 
 
