@@ -82,17 +82,23 @@ def render_example(tokenizer, messages: list[dict]) -> tuple[str, str]:
     the response is what the template adds for the assistant turn, cut after its first EOS (the newline ChatML
     writes after `<|im_end|>` is never generated) or with EOS appended when the template writes none. What
     `gen export --format text | prompt-completion-text` writes; `encode` tokenizes the same split."""
+    prompt, response = _split(tokenizer, messages)
+    eos = tokenizer.eos_token
+    return prompt, (response[: response.index(eos) + len(eos)] if eos in response else response + eos)
+
+
+def _split(tokenizer, messages: list[dict]) -> tuple[str, str]:
+    """(prompt, the rest of the rendered conversation); refuses a template whose prompt is not a prefix of the
+    whole conversation, and a tokenizer without EOS."""
     prompt = render_prompt(tokenizer, messages)
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full.startswith(prompt):
         raise ConfigError("the chat template's prompt (add_generation_prompt=True) is not a prefix of the full "
                           "conversation, so prompt and response cannot be told apart; pass chat_template with "
                           "a template where it is")
-    eos = tokenizer.eos_token
-    if eos is None:
+    if tokenizer.eos_token_id is None:
         raise ConfigError("the student's tokenizer has no EOS token; training could not teach it to stop")
-    response = full[len(prompt):]
-    return prompt, (response[: response.index(eos) + len(eos)] if eos in response else response + eos)
+    return prompt, full[len(prompt):]
 
 
 def encode(tokenizer, messages: list[dict], max_length: int) -> dict:
@@ -101,17 +107,10 @@ def encode(tokenizer, messages: list[dict], max_length: int) -> dict:
     Returns {input_ids, labels, length, truncated}: labels are IGNORE_INDEX on the prompt and equal to the ids
     on the response, which ends with EOS; `length` is the untruncated length; the first `max_length` tokens are
     kept."""
-    prompt = render_prompt(tokenizer, messages)
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(prompt):
-        raise ConfigError("the chat template's prompt (add_generation_prompt=True) is not a prefix of the full "
-                          "conversation, so prompt and response cannot be told apart; pass chat_template with "
-                          "a template where it is")
+    prompt, response = _split(tokenizer, messages)
     eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ConfigError("the student's tokenizer has no EOS token; training could not teach it to stop")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if eos in response_ids:
         response_ids = response_ids[: response_ids.index(eos) + 1]
     else:
