@@ -4,9 +4,7 @@ crash and after kill -9) and a run on the embedded model."""
 
 import hashlib
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -235,17 +233,8 @@ def test_evol_kill_9_resume_loses_and_duplicates_nothing(tmp_path):
     num = 20
     subprocess.run([sys.executable, __file__, str(tmp_path / "ref"), str(num), "0", str(SEEDS)], check=True)
     out = tmp_path / "run"
-    rng, kills = random.Random(3), 0
-    for attempt in range(12):
-        p = subprocess.Popen([sys.executable, __file__, str(out), str(num), "0.25", str(SEEDS)])
-        if attempt < 2:
-            time.sleep(rng.uniform(1.2, 2.0))
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGKILL)
-                kills += 1
-        p.wait()
-        if (out / "completed").exists():
-            break
+    from kill_resume import run_killed  # tests/ is on sys.path (tests/conftest.py); not in the child
+    kills = run_killed([sys.executable, __file__, str(out), str(num), "0.25", str(SEEDS)], out, seed=3)
     assert kills >= 1, "the run finished before it could be killed; the test proves nothing"
     ids = [json.loads(line)["id"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(ids) == len(set(ids))

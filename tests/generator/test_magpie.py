@@ -3,9 +3,7 @@ scripted teacher (counts, reasons, resume after a crash and after kill -9) and a
 
 import hashlib
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -179,17 +177,8 @@ def test_magpie_kill_9_resume_loses_and_duplicates_nothing(tmp_path):
     num = 10
     subprocess.run([sys.executable, __file__, str(tmp_path / "ref"), str(num), "0"], check=True)
     out = tmp_path / "run"
-    rng, kills = random.Random(7), 0
-    for attempt in range(12):
-        p = subprocess.Popen([sys.executable, __file__, str(out), str(num), "0.3"])
-        if attempt < 2:
-            time.sleep(rng.uniform(1.2, 2.0))
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGKILL)
-                kills += 1
-        p.wait()
-        if (out / "completed").exists():
-            break
+    from kill_resume import run_killed  # tests/ is on sys.path (tests/conftest.py); not in the child
+    kills = run_killed([sys.executable, __file__, str(out), str(num), "0.3"], out, seed=7)
     assert kills >= 1, "the run finished before it could be killed; the test proves nothing"
     ids = [json.loads(line)["id"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(ids) == len(set(ids))
