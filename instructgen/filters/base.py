@@ -93,6 +93,7 @@ class Filter:
     per_field = True  # True: judges each field on its own; False: reads the fields joined into one text
     score_key: str | None = None  # the task.scores key ranked for keep_top (None: not a scoring filter)
     higher_is_better = True
+    writes: tuple[str, ...] = ()  # task.scores keys set besides score_key and score_names; "{f}": one per field
     note: str | None = None  # shown in the stats, e.g. "skipped: LanguageTool not reachable"
     progress: Any = None  # a tqdm-like bar (update(n)) set by the chain runner, or None
 
@@ -123,6 +124,13 @@ class Filter:
 
     def close(self) -> None:
         """Release what `prepare` opened (a server, a model); called at the end of `apply`."""
+
+    def score_keys(self) -> set[str]:
+        """The task.scores keys this filter sets (a later diversity step may only walk by one of them)."""
+        keys = {k for k in (self.score_key, *getattr(self, "score_names", ())) if k}
+        for w in self.writes:
+            keys.update(w.format(f=f) for f in getattr(self, "fields", ())) if "{f}" in w else keys.add(w)
+        return keys
 
     def params(self) -> dict:
         """The options this filter runs with (stats.json): its Params, nothing else."""

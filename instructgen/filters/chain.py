@@ -177,6 +177,25 @@ def check_input_fields(pairs: Sequence[tuple[FilterSpec, Filter]], tasks: Sequen
                 f"fields, or curate a file with instances")
 
 
+def check_score_sources(pairs: Sequence[tuple[FilterSpec, Filter]], tasks: Sequence[Task]) -> None:
+    """A diversity step walking by a score that no earlier enabled filter sets and no input record carries would
+    walk in input order: refused, naming the entry, the option and the scores it could use."""
+    carried = {k for t in tasks for k in t.scores}
+    earlier: set[str] = set()
+    for spec, f in pairs:
+        if f is None:
+            continue
+        walks = f.keys if spec.filter == "diversity" else []
+        missing = [k for k in walks if k not in earlier | carried]
+        if missing:
+            have = ", ".join(sorted(earlier | carried)) or "none"
+            where = f"{spec.where}: " if spec.where else ""
+            raise ConfigError(f"{where}{spec.name}: score: '{missing[0]}' is set by no earlier filter in the "
+                              f"chain and carried by no input record; put its filter before this entry (scores "
+                              f"available here: {have})")
+        earlier |= f.score_keys()
+
+
 def filter_stats(spec: FilterSpec, f: Filter | None, st: FilterStats) -> dict:
     """The stats entry of one filter (curate's stats.json and gen instructions' summary.json "filters"):
     FilterStats.to_dict() plus its registry name, its params (the Params, whole) and run details."""

@@ -93,6 +93,7 @@ class DiversityFilter(GlobalStep):
     `diversity_cos>0.90` (duplicate_of: the most similar kept record) and `over_budget_N:diversity`."""
 
     name = "diversity"
+    writes = ("diversity_cos_max",)
     Params = DiversityParams
     per_field = False
 
@@ -109,7 +110,7 @@ class DiversityFilter(GlobalStep):
                                                 max_seq_length=p.max_seq_length, device=p.device)
 
     def prepare(self, ctx: dict) -> None:
-        self.embedder.prepare(ctx)  # a missing model fails here; the embedding filter's cache folder
+        self.embedder.prepare(ctx)  # a missing model fails here (naming `model`); the embedding filter's cache folder
 
     def value(self, task: Task) -> float | None:
         """The walk score of a record: its score, or the product of several (None when one is missing)."""

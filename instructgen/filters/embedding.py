@@ -120,7 +120,11 @@ class EmbeddingDedupFilter(GlobalStep):
         self._st = None
 
     def prepare(self, ctx: dict) -> None:
-        self.model_path = resolve_model(self.model)  # a missing model fails here, before any work
+        from ..models import ModelSpecError
+        try:
+            self.model_path = resolve_model(self.model)  # a missing model fails here, before any work
+        except ModelSpecError as e:
+            raise ModelSpecError(f"model: {e}") from None
         self.cache = VectorCache(ctx.get("cache_dir"), "embedding",
                                  {"model": self.model, "max_seq_length": self.p.max_seq_length,
                                   "normalized": True}, read_only=ctx.get("read_only_cache", False))

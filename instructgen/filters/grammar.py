@@ -99,6 +99,7 @@ class GrammarFilter(RecordFilter):
     (lower: better)."""
 
     name = "grammar"
+    writes = ("grammar_issues_per_100_words_{f}",)
     Params = GrammarParams
     higher_is_better = False
 

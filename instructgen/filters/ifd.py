@@ -256,7 +256,7 @@ class IFDFilter(RecordFilter):
         try:
             resolve(self.p.model)  # a missing model fails here, before any record (an embedded GGUF converts once)
         except ModelSpecError as e:
-            raise ModelSpecError(f"filter '{self.name}': {e}") from None
+            raise ModelSpecError(f"model: {e}") from None
         super().prepare(ctx)
 
     def cache_identity(self) -> dict:

@@ -234,6 +234,7 @@ class LLMJudgeFilter(RecordFilter):
     name = "llm_judge"
     Params = LLMJudgeParams
     score_key = "judge_rating"
+    writes = ("judge_score", "judge_expected")
     higher_is_better = True
     fields = ("output",)  # what it needs besides the instruction: curate refuses records without outputs
     per_field = False
@@ -255,9 +256,15 @@ class LLMJudgeFilter(RecordFilter):
         self.details.update(judged=0, reused=0, unparseable=0, with_expected=0)
 
     def prepare(self, ctx: dict) -> None:
-        from ..generator.teachers import validate_spec
-        validate_spec(self.p.judge)  # a bad spec fails here, before any record; the judge loads on first use
-        self.template = load_quality_template(self.p.template)
+        from ..generator.teachers import TeacherSpecError, validate_spec
+        try:  # a bad spec fails here, before any record; the judge loads on first use
+            validate_spec(self.p.judge)
+        except TeacherSpecError as e:
+            raise type(e)(f"judge: {e}") from None
+        try:
+            self.template = load_quality_template(self.p.template)
+        except TemplateError as e:
+            raise TemplateError(f"template: {e}") from None
         cache = ctx.get("cache_dir")
         self.read_only = bool(ctx.get("read_only_cache"))
         self.journal = Path(cache) / JOURNAL if cache else None

@@ -72,6 +72,7 @@ class ReadabilityFilter(RecordFilter):
     `keep_top` ranks by the first field's reading ease (higher: easier)."""
 
     name = "readability"
+    writes = ("reading_ease_{f}", "grade_{f}")
     Params = ReadabilityParams
     higher_is_better = True
 

@@ -416,6 +416,7 @@ class RougeNoveltyFilter(GlobalStep):
     kept; `keep_top` keeps the most novel (lowest rouge_l_max)."""
 
     name = "rouge_l"
+    writes = ("rouge_l_mean",)
     Params = RougeParams
     per_field = False
     score_key = "rouge_l_max"

@@ -32,6 +32,7 @@ class LengthFilter(RecordFilter):
 
     name = "length"
     Params = LengthParams
+    writes = ("words_{f}",)
 
     def setup(self) -> None:
         if not 0 <= self.p.min_words <= self.p.max_words:

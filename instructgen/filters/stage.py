@@ -30,7 +30,7 @@ from ..progress import table
 from ..records import Task, append_jsonl, read_records, repair_torn_tail, text_hash
 from ..rundir import (RunDir, RunDirError, check_output_path, records_fingerprint, refuse_overlap, releases_locks,
                       write_json)
-from .chain import CurateConfig, build_filter, check_input_fields, load_config, run_step
+from .chain import CurateConfig, build_filter, check_input_fields, check_score_sources, load_config, run_step
 
 STEPS = "steps.jsonl"
 
@@ -111,6 +111,19 @@ def _check_step(path: Path, rec: dict, identity: dict) -> None:
                           f"was written by another run: pass --overwrite to curate again")
 
 
+def _prepare(spec, f, ctx: dict) -> None:
+    """`f.prepare(ctx)`; a user error (a missing model, a bad judge spec or template) names the config entry."""
+    from ..config import ConfigError
+    from ..generator.teachers import TeacherSpecError
+    from ..models import ModelSpecError
+    from ..templates import TemplateError
+    try:
+        f.prepare(ctx)
+    except (ConfigError, ModelSpecError, TeacherSpecError, TemplateError) as e:
+        where = f"{spec.where}: " if spec.where else ""
+        raise type(e)(f"{where}{spec.name}: {e}") from None
+
+
 def _config_yaml(cfg: CurateConfig, input_label: str) -> str:
     import yaml
     head = (f"# gen curate: the resolved chain this folder ran on {input_label}\n"
@@ -143,13 +156,14 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     ctx = {"cache_dir": cache, "read_only_cache": dry_run, "quiet": quiet, "languagetool_url": languagetool_url}
     for spec, f in pairs:  # servers, models, dictionaries: fail here, before reading a record
         if f is not None:
-            f.prepare(ctx)
+            _prepare(spec, f, ctx)
     tasks = read_records(input_path)
     input_label = str(Path(input_path).resolve())
     # records that arrive rejected (a log with verdicts) were decided upstream: left out, and counted
     already_rejected = sum(not t.kept for t in tasks)
     tasks = [t for t in tasks if t.kept]
     check_input_fields(pairs, tasks, str(input_path))
+    check_score_sources(pairs, tasks)
     # the chain's order as a list, each entry's options as a mapping: a refused config names the changed option
     if not tasks and not quiet:
         print(f"gen curate: warning: {input_path} holds no records to curate; the result is empty", file=sys.stderr)

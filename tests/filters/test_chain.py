@@ -172,3 +172,29 @@ def test_gen_instructions_chain_is_curates_chain_with_the_same_stats():
         if t.kept:
             again.replay(t)
     assert not again.decide(Task(id="n", instruction="Explain how the ocean forms waves at night!"))
+
+
+@pytest.mark.parametrize("name", ["length", "readability", "rouge_l", "minhash", "exact_dedup", "blacklist"])
+def test_score_keys_name_every_score_a_filter_sets(name):
+    """diversity's `score` is checked against the earlier filters' score_keys(): they must cover what they set."""
+    from instructgen.records import Instance
+    spec = parse_config({"filters": [{"filter": name, "fields": ["instruction", "output"]}]}, "t").filters[0]
+    f = build_filter(spec)
+    f.prepare({"cache_dir": None})
+    tasks = [Task(f"t{i}", f"Write a short poem about the river number {i} today, please, with care and rhyme",
+                  [Instance("", "The river runs and sings along the stones all day and night")]) for i in range(3)]
+    set_ = {k for t in f.apply(tasks) for k in t.scores}
+    assert set_ <= f.score_keys()
+
+
+def test_diversity_score_must_come_from_an_earlier_filter_or_the_input():
+    from instructgen.filters.chain import check_score_sources
+    cfg = parse_config({"filters": [{"filter": "diversity", "score": "judge_rating*ifd"},
+                                    {"filter": "llm_judge"}]}, "t")
+    pairs = [(s, build_filter(s)) for s in cfg.filters]
+    with pytest.raises(ConfigError, match=r"diversity: score: 'judge_rating' is set by no earlier filter"):
+        check_score_sources(pairs, [Task("a", "x")])
+    check_score_sources(pairs, [Task("a", "x", scores={"judge_rating": 4.0, "ifd": 0.5})])  # carried in: fine
+    cfg = parse_config({"filters": [{"filter": "ifd"}, {"filter": "llm_judge"},
+                                    {"filter": "diversity", "score": "judge_expected*ifd"}]}, "t")
+    check_score_sources([(s, build_filter(s)) for s in cfg.filters], [Task("a", "x")])

@@ -136,7 +136,7 @@ def test_cache_makes_a_rerun_load_no_model(tiny, tmp_path):
 
 def test_missing_model_fails_in_prepare(tmp_path):
     from instructgen.models import ModelSpecError
-    with pytest.raises(ModelSpecError, match="filter 'ifd'"):
+    with pytest.raises(ModelSpecError, match="^model: unknown model spec"):
         IFDFilter.of(model=str(tmp_path / "nope")).prepare({"cache_dir": None})
 
 
