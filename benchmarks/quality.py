@@ -129,8 +129,8 @@ def throughput(args) -> None:
 
 SCALES = {  # pool, selected, student steps, IFBench prompts, answer tokens
     "tiny": dict(pool=24, select=8, steps=2, suite="ifbench:2", answer_tokens=16, judge_tokens=8, max_chars=300),
-    # small: sized to finish in well under an hour on a free 2-core CPU (3 students of 20 steps, 7 IFBench runs)
-    "small": dict(pool=500, select=80, steps=20, suite="ifbench:16", answer_tokens=256, judge_tokens=64,
+    # small: sized to finish in well under an hour on a free 2-core CPU (3 students of 10 steps, 4 IFBench runs)
+    "small": dict(pool=500, select=80, steps=10, suite="ifbench:16", answer_tokens=256, judge_tokens=64,
                   max_chars=1500),
     "gpu": dict(pool=20000, select=2000, steps=600, suite="ifbench", answer_tokens=1280, judge_tokens=64,
                 max_chars=None),
