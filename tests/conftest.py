@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -11,6 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared test helpers (fake_http.py)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A shell without job control starts background commands (`make test &`, nohup) with SIGINT ignored, and an
+# ignored signal stays ignored across exec: the Ctrl-C tests would then wait for an interrupt that never comes.
+# Python's own handler here also gives every child process the default disposition back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
