@@ -18,6 +18,15 @@ class QuietHandler(BaseHTTPRequestHandler):
     def json_body(self):
         return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
 
+    def reply(self, code, data):
+        """Answer `code` with `data` as a JSON body."""
+        raw = json.dumps(data).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
 
 class LocalServer:
     """`with Sub(...) as s:` serves `handler` at `s.url` (`http://127.0.0.1:PORT/v1`) until the block ends."""

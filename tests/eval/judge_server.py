@@ -6,7 +6,6 @@ request is recorded (path and JSON body) so a test can count them."""
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from typing import Callable
@@ -62,14 +61,6 @@ class JudgeServer(LocalServer):
                 choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
                 self.reply(200, {"choices": [dict(choice, index=0, finish_reason="stop")],
                                  "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 3}})
-
-            def reply(self, code, data):
-                raw = json.dumps(data).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
 
         super().__init__(Handler, poll_interval=0.02)
 

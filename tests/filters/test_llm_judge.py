@@ -117,14 +117,6 @@ class RatingServer(LocalServer):
                     choice["logprobs"] = logprobs(text, probs, chat)
                 self.reply(200, {"choices": [choice], "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
 
-            def reply(self, code, data):
-                raw = json.dumps(data).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
         super().__init__(Handler, poll_interval=0.02)
 
 
