@@ -11,7 +11,11 @@ key goes out only as a Bearer header and is redacted from every message this mod
 items are never sent, in-flight sockets are shut down so the server sees the client go), and so does any
 exception in the caller's thread (Ctrl-C). `on_result(i, result)` runs in the caller's thread as results land.
 
-Standard library only: http.client with pooled keep-alive connections; no proxies.
+`EndpointPool(clients, balance)` spreads requests over several base URLs serving one model (round-robin or
+least-loaded) and moves a request whose endpoint is down to another one (see its docstring).
+
+Standard library only: http.client with pooled keep-alive connections; no proxies. A little over 400 lines: the
+retries, the fan-out and the failover between endpoints are one piece (each decides what the others see).
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ T, R = TypeVar("T"), TypeVar("R")
 
 class TeacherRequestError(RuntimeError):
     """A request failed for good: a 4xx other than 429, a bad response, or every attempt used up."""
+
+
+class EndpointDown(TeacherRequestError):
+    """Every attempt at one endpoint used up on what another endpoint may not have (timeouts, refused or reset
+    connections, 429, 5xx): an EndpointPool sends the request elsewhere; with one endpoint it is the error."""
 
 
 class Call:
@@ -139,7 +148,8 @@ class JSONClient:
     """POST JSON to one base URL with retries (see the module docstring). `stats` counts requests and retries."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 300.0, max_attempts: int = 6,
-                 backoff_s: float = 1.0, max_backoff_s: float = 60.0, rps: float | None = None):
+                 backoff_s: float = 1.0, max_backoff_s: float = 60.0, rps: float | None = None,
+                 retry_refused: bool = True):
         parts = urlsplit(base_url)
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port
@@ -150,6 +160,8 @@ class JSONClient:
         self.timeout_s, self.max_attempts = float(timeout_s), max(1, int(max_attempts))
         self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
         self.rate = RateLimit(rps)
+        # False in a pool of several endpoints: nothing listens there, so another endpoint gets the request now
+        self.retry_refused = retry_refused
         self._api_key = api_key or None
         self._pool: list[http.client.HTTPConnection] = []
         self._pool_lock = threading.Lock()
@@ -179,16 +191,20 @@ class JSONClient:
         for c in pool:
             c.close()
 
-    def post(self, path: str, body: dict, call: Call) -> Any:
-        """POST `body` as JSON to `path`; the parsed JSON reply, or TeacherRequestError naming the URL."""
+    def post(self, path: str, body: dict, call: Call, attempts: int | None = None,
+             give_up: Callable[[], bool] | None = None) -> Any:
+        """POST `body` as JSON to `path`; the parsed JSON reply, or TeacherRequestError naming the URL (EndpointDown
+        when the attempts ran out). `attempts` overrides max_attempts for this request; `give_up()`, asked before
+        each retry, ends the retries early (an EndpointPool: another request found the endpoint down)."""
         url = self.url(path)
+        attempts = max(1, int(attempts)) if attempts else self.max_attempts
         payload = json.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         cancelled = f"{url}: cancelled (another request failed, or the run was interrupted)"
         last = "no attempt made"
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, attempts + 1):
             if not self.rate.wait(call.cancelled):
                 raise TeacherRequestError(cancelled)
             retry_after = None
@@ -199,6 +215,8 @@ class JSONClient:
                 if call.cancelled.is_set():  # our own shutdown of the socket, not the server's fault
                     raise TeacherRequestError(cancelled) from None
                 last = self.redact(f"{type(e).__name__}: {e}")
+                if isinstance(e, ConnectionRefusedError) and not self.retry_refused:
+                    raise EndpointDown(f"{url}: {last}") from None
             else:
                 if 200 <= status < 300:
                     try:
@@ -211,14 +229,16 @@ class JSONClient:
                     raise TeacherRequestError(f"{url}: HTTP {status}: {message}")
                 last = f"HTTP {status}: {message}"
                 retry_after = retry_after_s(resp_headers.get("Retry-After"))
-            if attempt == self.max_attempts:
+            if attempt == attempts:
                 break
+            if give_up is not None and give_up():
+                raise EndpointDown(f"{url}: stopped retrying, the endpoint is down; last: {last}")
             delay = self.delay(attempt, retry_after)
             self.count(retries=1)
-            log.warning("%s: %s; retry %d/%d in %.1fs", url, last, attempt, self.max_attempts - 1, delay)
+            log.warning("%s: %s; retry %d/%d in %.1fs", url, last, attempt, attempts - 1, delay)
             if call.cancelled.wait(delay):  # a retry wait ends the moment the call is cancelled
                 raise TeacherRequestError(cancelled)
-        raise TeacherRequestError(f"{url}: gave up after {self.max_attempts} attempts; last: {last}")
+        raise EndpointDown(f"{url}: gave up after {attempts} attempts; last: {last}")
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter (half fixed, half random), or the server's Retry-After (capped)."""
@@ -272,6 +292,94 @@ class JSONClient:
             return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout_s,
                                                context=ssl.create_default_context()), False
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout_s), False
+
+
+BALANCE = ("round_robin", "least_loaded")  # EndpointPool's ways to pick an endpoint (teacher_options `balance`)
+
+
+class EndpointPool:
+    """Several JSONClients serving one model: `post` sends each request to one of them and returns (reply, the
+    client that answered).
+
+    round_robin: strict rotation over the endpoints that are up; least_loaded: the one with the fewest requests in
+    flight, ties to the first listed. An endpoint that gives up on a request (EndpointDown: a refused connection at
+    once, timeouts, 429 or 5xx after its retries) is marked down for `cooldown_s`, said once on the log (stderr),
+    and the request goes to another endpoint; requests still retrying there stop retrying and move too. After its
+    cooldown a down endpoint gets requests again, one attempt each until one succeeds; while every endpoint is
+    down, a request tries each one once (one attempt) before it fails with one line naming them all. Other errors
+    (4xx, a bad response, a cancelled call) are the request's, not the endpoint's: raised at once. With one
+    client this is exactly that client."""
+
+    def __init__(self, clients: Sequence[JSONClient], balance: str = "round_robin", cooldown_s: float = 30.0):
+        if balance not in BALANCE:
+            raise ValueError(f"balance must be one of {', '.join(BALANCE)}")
+        self.clients, self.balance, self.cooldown_s = list(clients), balance, float(cooldown_s)
+        n = len(self.clients)
+        self.sent = [0] * n  # requests given to each endpoint (one moved to another counts on both)
+        self.in_flight = [0] * n
+        self.down_until = [0.0] * n  # monotonic time its cooldown ends
+        self.failing = [False] * n  # failed since its last success: one attempt per request
+        self._said: set[int] = set()
+        self._next = 0
+        self._lock = threading.Lock()
+        if n > 1:
+            for c in self.clients:
+                c.retry_refused = False
+
+    def post(self, path: str, body: dict, call: Call) -> tuple[Any, JSONClient]:
+        if len(self.clients) == 1:
+            return self.clients[0].post(path, body, call), self.clients[0]
+        tried: set[int] = set()
+        errors: list[str] = []
+        while True:
+            i, probe = self._pick(tried)
+            if i is None:
+                raise TeacherRequestError(f"all {len(self.clients)} endpoints failed: " + " | ".join(errors))
+            client = self.clients[i]
+            try:
+                data = client.post(path, body, call, attempts=1 if probe else None,
+                                   give_up=lambda i=i: self.down_until[i] > time.monotonic())
+            except EndpointDown as e:
+                self._mark_down(i, str(e))
+                tried.add(i)
+                errors.append(str(e))
+                continue
+            finally:
+                with self._lock:
+                    self.in_flight[i] -= 1
+            if self.failing[i]:  # it answered: up again
+                with self._lock:
+                    self.failing[i], self.down_until[i] = False, 0.0
+                log.info("endpoint %s answers again", client.base_url)
+            return data, client
+
+    def _pick(self, tried: set[int]) -> tuple[int | None, bool]:
+        """(endpoint index, whether it is failing) for a request that already failed on `tried`; (None, False)
+        when it has been everywhere."""
+        n, now = len(self.clients), time.monotonic()
+        with self._lock:
+            left = [i for i in range(n) if i not in tried]
+            if not left:
+                return None, False
+            pool = [i for i in left if self.down_until[i] <= now] or left  # every one down: try them anyway
+            if self.balance == "least_loaded":
+                i = min(pool, key=lambda j: (self.in_flight[j], j))
+            else:
+                i = next(j % n for j in range(self._next, self._next + n) if j % n in pool)
+                self._next = i + 1
+            self.in_flight[i] += 1
+            self.sent[i] += 1
+            return i, self.failing[i]
+
+    def _mark_down(self, i: int, why: str) -> None:
+        with self._lock:
+            self.down_until[i] = time.monotonic() + self.cooldown_s
+            self.failing[i] = True
+            first = i not in self._said
+            self._said.add(i)
+        if first:  # once per endpoint: a dead one is not announced again at every retry after its cooldown
+            log.warning("endpoint %s is down (%s); its requests go to the other endpoints, and it is tried again "
+                        "every %gs", self.clients[i].base_url, why, self.cooldown_s)
 
 
 def server_message(raw: bytes) -> str:

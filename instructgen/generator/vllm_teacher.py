@@ -7,6 +7,13 @@ spawned process: a script that builds this teacher needs an `if __name__ == "__m
 
 The mapping both ways is two pure functions, `sampling_params_kwargs` and `to_completion`, tested everywhere;
 the engine itself is exercised by tests/generator/test_vllm_teacher.py where vLLM is importable.
+
+Several GPUs: `teacher_options: {tensor_parallel_size: 4}` (and `pipeline_parallel_size`,
+`distributed_executor_backend: ray` across nodes) go to `vllm.LLM` as they are, checked before anything loads.
+Data parallelism is not one offline engine's: vLLM refuses `LLM(data_parallel_size>1)` in one process
+(vllm/entrypoints/llm.py, "not supported for single-process usage and may hang"), so a data_parallel_size over 1
+is refused here with the way that works: `vllm serve MODEL --data-parallel-size N` (or N servers) and the
+`openai:` teacher, which spreads requests over several endpoints.
 """
 
 from __future__ import annotations
@@ -24,6 +31,26 @@ class VLLMNotInstalled(TeacherSpecError, ImportError):
 
 
 CPU_MEMORY_FRACTION = 0.25  # see VLLMTeacher.__init__
+PARALLEL_SIZES = ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+EXECUTOR_BACKENDS = ("mp", "ray", "uni")  # vLLM's distributed_executor_backend values a `gen` process can use
+DATA_PARALLEL_HINT = ("vLLM's offline engine does not run data parallel in one process (vLLM refuses "
+                      "LLM(data_parallel_size>1)); serve the model with `vllm serve MODEL --data-parallel-size N` "
+                      "(or start N servers) and use --teacher openai:URL[,URL...]@MODEL")
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Check the multi-GPU options before anything loads (teachers.validate_options calls it): the parallel sizes
+    are whole numbers >= 1 (data parallel stays 1, see the module docstring), the executor one vLLM names."""
+    for key in PARALLEL_SIZES:
+        v = options.get(key, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise TeacherSpecError(f"teacher_options {key}: {v!r} is not a whole number >= 1")
+    if options.get("data_parallel_size", 1) > 1:
+        raise TeacherSpecError(f"teacher_options data_parallel_size: {DATA_PARALLEL_HINT}")
+    backend = options.get("distributed_executor_backend")
+    if backend is not None and backend not in EXECUTOR_BACKENDS:
+        raise TeacherSpecError(f"teacher_options distributed_executor_backend: {backend!r} is not one of "
+                               f"{', '.join(EXECUTOR_BACKENDS)}")
 
 
 def _on_cpu(vllm: Any) -> bool:
@@ -81,8 +108,16 @@ class VLLMTeacher:
 
     supports = frozenset({"raw", "chat", "logprobs"})
 
-    def __init__(self, model: str, batch_size: int | None = None, **llm_kwargs):
-        # batch_size is accepted for the common teacher signature; vLLM schedules its own batches.
+    def __init__(self, model: str, batch_size: int | None = None, tensor_parallel_size: int | None = None,
+                 pipeline_parallel_size: int | None = None, data_parallel_size: int | None = None,
+                 distributed_executor_backend: str | None = None, **llm_kwargs):
+        # batch_size is accepted for the common teacher signature; vLLM schedules its own batches. The parallel
+        # options are named so they are checked without vLLM; None leaves vLLM's default (1, one GPU).
+        named = dict(tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
+                     data_parallel_size=data_parallel_size, distributed_executor_backend=distributed_executor_backend)
+        named = {k: v for k, v in named.items() if v is not None}
+        check_options(named)
+        llm_kwargs.update(named)
         try:
             import vllm
         except ImportError as e:

