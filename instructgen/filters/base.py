@@ -6,13 +6,19 @@ Two kinds:
 - `RecordFilter` judges each record on its own: it implements `score_batch(tasks) -> list[Decision]`, and the
   base does the batching, the progress bar, skipping records already dropped and, for expensive filters
   (`cache_kind`), a per-record score cache keyed by text hash, so a crash mid-step redoes no finished record.
-- `GlobalStep` depends on order or on the whole set (dedup, novelty, selection): it implements
-  `step(tasks) -> list[Decision]`, called once with every record that reaches it.
+- `GlobalStep` depends on order or on the whole set (dedup, novelty, selection). It is split in two so the set
+  never has to be in one process as records: `features(tasks)` computes compact per-record data (hashes,
+  signatures, vectors, texts) shard by shard, anywhere; `decide(rows)` decides from those columns alone (`Rows`),
+  once, centrally. `step(tasks)` is the in-memory path through the same two.
 
 A Decision is None (keep), a reason (`too_short:instruction`) or (reason, id of the record it duplicates).
 A scoring filter (`score_key` set) ranks every record it scored (`task.meta["rank"][name]`, 1 = best) and keeps
 by threshold and/or by budget (`keep_top`, from `SelectParams`): re-selecting costs no model call.
+`select` is that ranking rule on arrays, shared by the Task path and the sharded engine.
 `run_chain` applies filters in order and counts drops per reason: the report comes for free.
+
+(Over 400 lines on purpose: both kinds, the columns a sharded engine passes a global step and the ranking rule
+are one contract; split, each half would have to be read with the other.)
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..records import Task
+
+if TYPE_CHECKING:  # numpy loads on first use: `gen curate --help` imports this module
+    import numpy as np
 
 FIELDS = ("instruction", "input", "output")
 Decision = Any  # None | str | tuple[str, str]
@@ -172,18 +181,44 @@ class Filter:
 
     def _select(self, todo: list[Task], out: list[Decision]) -> list[Decision]:
         """Rank every scored record (meta["rank"][name], 1 = best) and drop the survivors beyond keep_top."""
-        key, sign = self.score_key, (-1.0 if self.higher_is_better else 1.0)
-        scored = [i for i, t in enumerate(todo) if _is_num(t.scores.get(key))]
-        scored.sort(key=lambda i: (sign * float(todo[i].scores[key]), i))
-        for r, i in enumerate(scored, 1):
+        import numpy as np
+        values = score_column(todo, self.score_key)
+        ranks, newly, reason = select(values, np.array([bool(d) for d in out], dtype=bool), self.higher_is_better,
+                                      self.keep_top, self.score_key)
+        for i in np.nonzero(ranks)[0].tolist():
             t = todo[i]
-            t.meta["rank"] = {**t.meta.get("rank", {}), self.name: r}
-        n = budget(self.keep_top, len(todo))
-        if n is None:
-            return out
-        keep = set([i for i in scored if not out[i]][:n])
-        reason = f"below_top_{n}:{key}"
-        return [d if d or i in keep else reason for i, d in enumerate(out)]
+            t.meta["rank"] = {**t.meta.get("rank", {}), self.name: int(ranks[i])}
+        return [reason if newly[i] else d for i, d in enumerate(out)]
+
+
+def select(values: np.ndarray, dropped: np.ndarray, higher_is_better: bool, keep_top, key: str
+           ) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Rank and budget on arrays (the one ranking rule, for Task lists and for the sharded engine).
+
+    `values`: float64 scores, nan = not scored; `dropped`: already dropped by the filter's own threshold.
+    Returns (ranks int64: 1 = best among the scored, kept or dropped, 0 = unscored; newly_dropped: the records
+    not dropped yet and not among the first `budget(keep_top, n)` undropped scored ones; the reason
+    `below_top_{n}:{key}`, or None without a budget). Ties go to the earlier position."""
+    import numpy as np
+    values = np.asarray(values, dtype=np.float64)
+    dropped = np.asarray(dropped, dtype=bool)
+    n = len(values)
+    ranks = np.zeros(n, dtype=np.int64)
+    scored = np.nonzero(~np.isnan(values))[0]
+    order = scored[np.argsort(values[scored] * (-1.0 if higher_is_better else 1.0), kind="stable")]
+    ranks[order] = np.arange(1, len(order) + 1)
+    b = budget(keep_top, n)
+    if b is None:
+        return ranks, np.zeros(n, dtype=bool), None
+    keep = np.zeros(n, dtype=bool)
+    keep[order[~dropped[order]][:b]] = True
+    return ranks, ~dropped & ~keep, f"below_top_{b}:{key}"
+
+
+def score_column(tasks: Sequence[Task], key: str) -> np.ndarray:
+    """task.scores[key] of every task as float64, nan where absent or not a number."""
+    import numpy as np
+    return np.array([float(v) if _is_num(v := t.scores.get(key)) else math.nan for t in tasks], dtype=np.float64)
 
 
 def _is_num(v) -> bool:
@@ -277,12 +312,72 @@ class RecordFilter(Filter):
         cache.add([keys[i] for i in idx], vec)
 
 
+@dataclass
+class Rows:
+    """The records reaching a global step as columns, in input order (no Task objects)."""
+
+    ids: list[str]  # record ids
+    feats: dict[str, Any]  # this step's features, concatenated over shards (GlobalStep.features)
+    scores: dict[str, np.ndarray]  # input score columns named by reads_scores(): float64, nan = absent
+    set_scores: dict[str, np.ndarray] = field(default_factory=dict)  # decide() writes: key -> float64, nan = unset
+    set_meta: dict[str, list] = field(default_factory=dict)  # decide() writes: meta key -> list (None = unset)
+    ranks: np.ndarray | None = None  # decide() may write int64 ranks (1 = best, 0 = none) -> meta.rank[name]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def score_out(self, key: str) -> np.ndarray:
+        """The column decide() fills for `key` (created all-nan on first use)."""
+        import numpy as np
+        col = self.set_scores.get(key)
+        if col is None:
+            col = self.set_scores[key] = np.full(len(self.ids), math.nan, dtype=np.float64)
+        return col
+
+
 class GlobalStep(Filter):
-    """An order-dependent step (dedup, novelty, selection): implement `step(tasks) -> list[Decision]`, called once
-    with every record that reaches it, in input order. Online steps also implement `check(task)`."""
+    """An order-dependent step (dedup, novelty, selection), in two halves so it scales past one process:
+    `features(tasks)` per shard (in a worker), then `decide(rows)` once over every shard's features in input
+    order. `step(tasks)` runs both in memory. Online steps also implement `check(task)`."""
+
+    # features that cost a model (embeddings): a sharded engine computes them only for the records that reach
+    # the step, not for every record alive at the start of its pass
+    expensive_features = False
+
+    def features(self, tasks: list[Task]) -> dict[str, Any]:
+        """Per-record compact data, computed per shard in a worker (maybe another process, maybe another
+        machine), on the records of that shard that reach the step. Each value has len(tasks) rows and is
+        either a numpy array (numeric, 1-D or 2-D; saved with np.save) or a list of str / None / JSON-able
+        values (saved as JSONL). Must not depend on other shards."""
+        raise NotImplementedError
+
+    def reads_scores(self) -> tuple[str, ...]:
+        """task.scores keys decide() reads (diversity: its walk keys)."""
+        return ()
+
+    def decide(self, rows):  # type: ignore[override]
+        """Decisions for the rows, in order, from rows alone; duplicate_of names rows.ids[j]. Writes the
+        scores and meta it sets into rows.set_scores / rows.set_meta (and rows.ranks for a walk order).
+        Subclasses implement `decide_rows`; given a Task instead of Rows (online use, `Filter.decide`, as
+        `gen instructions` calls it), runs `check` on it and returns True when kept."""
+        if isinstance(rows, Task):
+            return super().decide(rows)
+        return self.decide_rows(rows)
+
+    def decide_rows(self, rows: Rows) -> list[Decision]:
+        raise NotImplementedError
+
+    def to_rows(self, tasks: list[Task], feats: dict[str, Any] | None = None) -> Rows:
+        """The Rows of in-memory tasks (features computed here unless given)."""
+        return Rows([t.id for t in tasks], self.features(tasks) if feats is None else feats,
+                    {k: score_column(tasks, k) for k in self.reads_scores()})
 
     def step(self, tasks: list[Task]) -> list[Decision]:
-        raise NotImplementedError
+        """The in-memory path: features of all tasks, decide, then copy the scores, meta and ranks back."""
+        rows = self.to_rows(tasks)
+        out = self.decide(rows)
+        write_back(self.name, tasks, rows)
+        return out
 
     def check(self, task: Task) -> Decision:
         raise NotImplementedError(f"filter '{self.name}' judges a whole set, not one record at a time")
@@ -292,6 +387,37 @@ class GlobalStep(Filter):
 
     def decisions(self, tasks: list[Task]) -> list[Decision]:
         return self.step(tasks)
+
+
+def write_back(name: str, tasks: Sequence[Task], rows: Rows) -> None:
+    """Copy what decide() set into the tasks: set_scores (non-nan), set_meta (non-None), ranks (> 0)."""
+    import numpy as np
+    for key, col in rows.set_scores.items():
+        for i in np.nonzero(~np.isnan(col))[0].tolist():
+            tasks[i].scores[key] = float(col[i])
+    for key, vals in rows.set_meta.items():
+        for t, v in zip(tasks, vals):
+            if v is not None:
+                t.meta[key] = v
+    if rows.ranks is not None:
+        for i in np.nonzero(rows.ranks)[0].tolist():
+            t = tasks[i]
+            t.meta["rank"] = {**t.meta.get("rank", {}), name: int(rows.ranks[i])}
+
+
+def concat_features(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Features of consecutive shards joined in order: arrays concatenated (shards with no rows skipped, so an
+    empty shard's placeholder shape never matters), lists chained."""
+    import numpy as np
+    out: dict[str, Any] = {}
+    for key in (parts[0] if parts else {}):
+        vals = [p[key] for p in parts]
+        if isinstance(vals[0], np.ndarray):
+            full = [v for v in vals if len(v)]
+            out[key] = np.concatenate(full) if full else vals[0]
+        else:
+            out[key] = [x for v in vals for x in v]
+    return out
 
 
 @dataclass

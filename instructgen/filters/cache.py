@@ -2,15 +2,25 @@
 again does not recompute them.
 
 One folder per kind and parameter set (`minhash-<hash of num_perm, seed, ngram>`), holding `params.json` and
-chunk files `chunk-NNNNNN.npz` (keys + vectors), each written atomically (temp file + rename): a crash loses at
-most the chunk being written, and a long embedding run resumes from the chunks already saved. Many chunks are
-merged into one on load. A chunk that cannot be read whole is reported, removed and recomputed.
+chunk files `chunk-<pid>-<tag>-<n>.npz` (keys + vectors), each written atomically (temp file + rename): a crash
+loses at most the chunk being written, and a long embedding run resumes from the chunks already saved. A chunk
+that cannot be read whole is reported, removed and recomputed.
+
+Several processes (curation workers, Ray tasks on one machine) may add to one folder at once: each writer's chunk
+names are its own (pid, a random tag, a counter), and readers list and load under a shared flock on
+`.compact.lock`. Many chunks are merged into one on load, under the exclusive lock, taken without waiting (skipped
+while anyone else is loading), and only from the chunks that were complete when listed and were read; a chunk
+that vanishes between listing and loading (merged away meanwhile) is not an error: the folder is listed again.
+flock holds between processes of one machine; across machines use a node-local cache folder.
 """
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import json
 import os
+import stat
 import sys
 import zipfile
 from pathlib import Path
@@ -20,6 +30,8 @@ import numpy as np
 from ..records import text_hash
 
 MAX_CHUNKS = 64  # merged into one beyond this, so loading stays one read of a few files
+_COUNTER = itertools.count()  # chunk numbers of this process, across all its caches
+_TAG = os.urandom(4).hex()  # a pid reused later by another process never reuses a name
 
 
 class VectorCache:
@@ -38,43 +50,87 @@ class VectorCache:
             return []
         return sorted(self.dir.glob("chunk-*.npz"))
 
+    def _lock(self):
+        """The folder's compaction lock file, open (None when it cannot be opened: no folder, read-only)."""
+        try:
+            return open(self.dir / ".compact.lock", "r" if self.read_only else "a")
+        except OSError:
+            return None
+
     def _load(self) -> None:
         if self._loaded:
             return
         self._loaded = True
-        files = []
-        for f in self._files():
-            if not f.is_file() or f.is_symlink():
-                print(f"warning: cache entry {f} is not a plain file; left alone and not used", file=sys.stderr)
-                continue
-            try:
-                with np.load(f) as z:
-                    keys, vecs = z["keys"], z["vectors"]
-                if vecs.ndim != 2 or len(keys) != len(vecs):
-                    raise ValueError("keys and vectors differ in length")
-            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-                # a damaged chunk (a disk full, a copy cut short): its vectors are recomputed, never trusted
-                print(f"warning: cache chunk {f} is damaged ({type(e).__name__}); its vectors will be recomputed",
-                      file=sys.stderr)
-                if not self.read_only:
-                    f.unlink(missing_ok=True)  # another process may have compacted it away meanwhile
-                continue
-            files.append(f)
-            c = len(self._chunks)
-            self._chunks.append(vecs)
-            for r, k in enumerate(keys.tolist()):
-                self._keys.setdefault(k, (c, r))
-        if len(files) > MAX_CHUNKS and not self.read_only:
-            self._compact(files)
+        if self.dir is None or not self.dir.is_dir():
+            return
+        lock = self._lock()
+        try:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_SH)  # no compaction removes a chunk while this process reads
+            files = self._read_all()
+            if len(files) > MAX_CHUNKS and not self.read_only and lock is not None:
+                try:  # converts the shared lock: refused at once while another process holds one
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # someone else is reading: merge another time
+                self._compact(files)
+        finally:
+            if lock is not None:
+                lock.close()  # releases the lock
+
+    def _read_all(self) -> list[Path]:
+        """Read every chunk listed (again, when one vanished meanwhile); returns the chunks read."""
+        done: set[Path] = set()
+        files: list[Path] = []
+        for _ in range(5):
+            vanished = False
+            for f in self._files():
+                if f in done:
+                    continue
+                done.add(f)
+                try:
+                    if not stat.S_ISREG(f.lstat().st_mode):
+                        print(f"warning: cache entry {f} is not a plain file; left alone and not used",
+                              file=sys.stderr)
+                        continue
+                    with np.load(f) as z:
+                        keys, vecs = z["keys"], z["vectors"]
+                    if vecs.ndim != 2 or len(keys) != len(vecs):
+                        raise ValueError("keys and vectors differ in length")
+                except FileNotFoundError:
+                    vanished = True  # merged away by a process that did not take the lock: list again
+                    continue
+                except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+                    # a damaged chunk (a disk full, a copy cut short): its vectors are recomputed, never trusted
+                    print(f"warning: cache chunk {f} is damaged ({type(e).__name__}); its vectors will be "
+                          "recomputed", file=sys.stderr)
+                    if not self.read_only:
+                        f.unlink(missing_ok=True)
+                    continue
+                files.append(f)
+                c = len(self._chunks)
+                self._chunks.append(vecs)
+                for r, k in enumerate(keys.tolist()):
+                    self._keys.setdefault(k, (c, r))
+            if not vanished:
+                break
+        return files
 
     def _compact(self, files: list[Path]) -> None:
+        """Merge the chunks read into one (under the exclusive lock: nobody is reading them)."""
         keys = list(self._keys)
         vecs = np.stack([self._chunks[c][r] for c, r in self._keys.values()])
-        self._write(keys, vecs, name="chunk-000000.npz.merged")
+        self._write(keys, vecs, name=self._new_name())  # whole on disk before any chunk it holds goes
         for f in files:
-            f.unlink()
-        os.replace(self.dir / "chunk-000000.npz.merged", self.dir / "chunk-000000.npz")
+            f.unlink(missing_ok=True)
         self._chunks, self._keys = [vecs], {k: (0, r) for r, k in enumerate(keys)}
+
+    def _new_name(self) -> str:
+        """A chunk name no other writer uses: this process's pid, its random tag and its next number."""
+        while True:
+            name = f"chunk-{os.getpid()}-{_TAG}-{next(_COUNTER):06d}.npz"
+            if not (self.dir / name).exists():
+                return name
 
     @staticmethod
     def key(text: str) -> bytes:
@@ -109,10 +165,7 @@ class VectorCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not (self.dir / "params.json").exists():
             (self.dir / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
-        n = len(self._files())
-        while (self.dir / f"chunk-{n:06d}.npz").exists():
-            n += 1
-        self._write(keys, vectors, name=f"chunk-{n:06d}.npz")
+        self._write(keys, vectors, name=self._new_name())
         c = len(self._chunks)
         self._chunks.append(vectors)
         for r, k in enumerate(keys):

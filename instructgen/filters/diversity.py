@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..records import Task
-from .base import Decision, GlobalStep, SelectParams, budget, doc, joined_text
+from .base import Decision, GlobalStep, Rows, SelectParams, budget, doc, joined_text
 from .embedding import EmbeddingDedupFilter
 
 
@@ -90,12 +90,15 @@ class DiversityFilter(GlobalStep):
     first, and keeps one only if its cosine to every record kept before it is <= `threshold`, until the budget
     (`keep_top`: N, or a share of the records reaching it) is filled. Stores `diversity_cos_max` (against the
     selected set when it was reached; -1 for the first) and the walk position as its rank; drops
-    `diversity_cos>0.90` (duplicate_of: the most similar kept record) and `over_budget_N:diversity`."""
+    `diversity_cos>0.90` (duplicate_of: the most similar kept record) and `over_budget_N:diversity`. Its
+    features: the embedding filter's normalised vectors (float32, 1,536 bytes a record for all-MiniLM-L6-v2);
+    the walk scores come from the records' score columns (`reads_scores`)."""
 
     name = "diversity"
     writes = ("diversity_cos_max",)
     Params = DiversityParams
     per_field = False
+    expensive_features = True  # a sentence-transformers encode
 
     def setup(self) -> None:
         p = self.p
@@ -122,24 +125,37 @@ class DiversityFilter(GlobalStep):
             v *= float(x)
         return v
 
-    def step(self, tasks: list[Task]) -> list[Decision]:
-        vals = [self.value(t) for t in tasks]
+    def reads_scores(self) -> tuple[str, ...]:
+        return tuple(self.keys)
+
+    def features(self, tasks: list[Task]) -> dict:
+        vectors = self.embedder.embed([joined_text(t, self.fields) for t in tasks])
+        self.details.update(self.embedder.details)  # embeddings_cached / _encoded, where the encode ran
+        return {"vector": vectors}
+
+    def decide_rows(self, rows: Rows) -> list[Decision]:
+        n = len(rows)
+        vals = np.ones(n, dtype=np.float64)
+        for k in self.keys:  # a product, in key order as `value` forms it; nan when one is missing
+            vals = vals * rows.scores[k]
         sign = -1.0 if self.p.higher_is_better else 1.0
-        scored = sorted((i for i, v in enumerate(vals) if v is not None), key=lambda i: (sign * vals[i], i))
-        order = scored + [i for i, v in enumerate(vals) if v is None]
-        emb = self.embedder.embed([joined_text(tasks[i], self.fields) for i in order])
-        limit = budget(self.p.keep_top, len(tasks))
-        sel, cos, near, reached = greedy_select(emb, self.p.threshold, limit, self.p.block_size)
-        self.details.update(self.embedder.details, walked=reached, unscored=len(order) - len(scored),
-                            selected=int(sel.sum()))
-        out: list[Decision] = [None] * len(tasks)
-        for pos, i in enumerate(order):
-            t = tasks[i]
-            t.meta["rank"] = {**t.meta.get("rank", {}), self.name: pos + 1}
+        scored = np.nonzero(~np.isnan(vals))[0]
+        order = np.concatenate([scored[np.argsort(sign * vals[scored], kind="stable")],
+                                np.nonzero(np.isnan(vals))[0]]).astype(np.int64)
+        emb = rows.feats["vector"]
+        limit = budget(self.p.keep_top, n)
+        sel, cos, near, reached = greedy_select(emb[order] if n else emb, self.p.threshold, limit,
+                                                self.p.block_size)
+        self.details.update(walked=reached, unscored=n - len(scored), selected=int(sel.sum()))
+        rows.ranks = np.zeros(n, dtype=np.int64)
+        rows.ranks[order] = np.arange(1, n + 1)
+        col = rows.score_out("diversity_cos_max")
+        col[order[:reached]] = cos[:reached]
+        out: list[Decision] = [None] * n
+        over, close = f"over_budget_{limit}:diversity", f"diversity_cos>{self.p.threshold:.2f}"
+        for pos, i in enumerate(order.tolist()):
             if pos >= reached:
-                out[i] = f"over_budget_{limit}:diversity"
-                continue
-            t.scores["diversity_cos_max"] = float(cos[pos])
-            if not sel[pos]:
-                out[i] = (f"diversity_cos>{self.p.threshold:.2f}", tasks[order[near[pos]]].id)
+                out[i] = over
+            elif not sel[pos]:
+                out[i] = (close, rows.ids[order[near[pos]]])
         return out

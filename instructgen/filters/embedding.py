@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..records import Task
-from .base import Decision, GlobalStep, SelectParams, doc, joined_text
+from .base import Decision, GlobalStep, Rows, SelectParams, doc, joined_text
 from .cache import VectorCache
 
 ENCODE_CHUNK = 1024  # texts per encode call and per cache chunk
@@ -100,13 +100,15 @@ class EmbeddingDedupFilter(GlobalStep):
     """Near-duplicate removal with sentence embeddings: drop a record whose cosine similarity to an earlier
     kept record is at least `threshold` (normalised embeddings, exact blocked search). Stores `embedding_cos_max`
     (against the earlier kept records; -1 for the first). Embeddings are cached by text hash. `keep_top` keeps
-    the most novel (lowest embedding_cos_max)."""
+    the most novel (lowest embedding_cos_max). Its features: the normalised embeddings (float32, 1,536 bytes a
+    record for all-MiniLM-L6-v2's 384 dimensions); only the process computing them loads the model."""
 
     name = "embedding"
     Params = EmbeddingParams
     per_field = False
     score_key = "embedding_cos_max"
     higher_is_better = False
+    expensive_features = True  # a sentence-transformers encode
 
     def setup(self) -> None:
         p = self.p
@@ -172,12 +174,14 @@ class EmbeddingDedupFilter(GlobalStep):
             out = np.zeros((0, 1), dtype=np.float32)
         return out
 
-    def step(self, todo: list[Task]) -> list[Decision]:
-        emb = self.embed([joined_text(t, self.fields) for t in todo])
+    def features(self, tasks: list[Task]) -> dict:
+        return {"vector": self.embed([joined_text(t, self.fields) for t in tasks])}
+
+    def decide_rows(self, rows: Rows) -> list[Decision]:
+        emb = rows.feats["vector"]
         t0 = time.perf_counter()
         kept, dup, best = nearest_kept(emb, self.threshold, self.p.block_size)
         self.details["search_seconds"] = round(time.perf_counter() - t0, 3)
-        for i, t in enumerate(todo):
-            t.scores["embedding_cos_max"] = float(best[i])
-        return [None if kept[i] else (f"embedding_cos>={self.threshold:.2f}", todo[dup[i]].id)
-                for i in range(len(todo))]
+        rows.set_scores["embedding_cos_max"] = best.astype(np.float64)
+        reason = f"embedding_cos>={self.threshold:.2f}"
+        return [None if kept[i] else (reason, rows.ids[dup[i]]) for i in range(len(rows))]

@@ -13,6 +13,9 @@ Leskovec, Rajaraman & Ullman, "Mining of Massive Datasets", ch. 3), with dataske
 - Every candidate pair is confirmed by its estimated Jaccard (all num_perm values) before a drop.
 - Records are taken in input order: one is dropped when an earlier *kept* record's estimated Jaccard reaches the
   threshold; the first copy is kept, and `duplicate_of` names the most similar kept one (ties: the earliest).
+
+(Over 400 lines on purpose: the vectorised signatures and the bucket walk are checked against datasketch and
+against the dict-of-lists walk in tests/filters/test_minhash.py; they read best next to the filter using them.)
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from ..records import Task
-from .base import Decision, GlobalStep, SelectParams, doc, joined_text
+from .base import Decision, GlobalStep, Rows, SelectParams, doc, joined_text
 from .cache import VectorCache
 
 _WORD = re.compile(r"\w+")
@@ -243,17 +246,29 @@ def _fork_job(a: int, b: int, num_perm: int, seed: int, ngram: int):
     return _signatures_job(_FORK_TEXTS[a:b], num_perm, seed, ngram)
 
 
+def has_shingles(sig: np.ndarray) -> np.ndarray:
+    """False where a signature is all _EMPTY (a text with no word), True elsewhere; in blocks of rows."""
+    return np.concatenate([~(sig[a:a + KEY_BLOCK] == _EMPTY).all(axis=1) for a in range(0, len(sig), KEY_BLOCK)]
+                          or [np.zeros(0, dtype=bool)])
+
+
+KEY_BLOCK = 1 << 16  # records hashed into band keys at once: the uint64 temporaries stay ~bands*rows*0.5 MiB
+
+
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per (record, band): a hash of the band's `rows` signature values."""
     n = sig.shape[0]
-    block = sig[:, : bands * rows].reshape(n, bands, rows).astype(np.uint64)
     mult = (np.arange(1, rows + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        h = (block * mult).sum(axis=2, dtype=np.uint64)
-        h ^= h >> np.uint64(31)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(27)
-    return h
+    out = np.empty((n, bands), dtype=np.uint64)
+    for a in range(0, n, KEY_BLOCK):  # in blocks: a (n, bands, rows) uint64 copy is 4.5 GiB at 880K records
+        block = sig[a:a + KEY_BLOCK, : bands * rows].reshape(-1, bands, rows).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            h = (block * mult).sum(axis=2, dtype=np.uint64)
+            h ^= h >> np.uint64(31)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(27)
+        out[a:a + KEY_BLOCK] = h
+    return out
 
 
 def dedup(sig: np.ndarray, valid: np.ndarray, threshold: float, bands: int, rows: int, exact=None,
@@ -262,7 +277,11 @@ def dedup(sig: np.ndarray, valid: np.ndarray, threshold: float, bands: int, rows
     against an earlier kept LSH candidate, 0 where none). Rows not `valid` (no shingle) are kept.
 
     Each candidate is confirmed by its estimated Jaccard; with `exact(i, rows) -> jaccards`, an estimate within
-    `margin` of the threshold is replaced by the exact value, so estimation noise decides no borderline pair."""
+    `margin` of the threshold is replaced by the exact value, so estimation noise decides no borderline pair.
+
+    The buckets (records sharing a band key) hold only kept records, as linked lists in int32 arrays (a bucket's
+    last kept entry, each entry's previous one), not a dict of Python lists: ~12 bytes per shared (record, band)
+    instead of ~100, the difference between fitting 880K records in 2 GiB or not."""
     n, p = sig.shape
     kept = np.ones(n, dtype=bool)
     dup = np.full(n, -1, dtype=np.int64)
@@ -278,19 +297,29 @@ def dedup(sig: np.ndarray, valid: np.ndarray, threshold: float, bands: int, rows
         _, inv, cnt = np.unique(col, return_inverse=True, return_counts=True)
         shared[valid, k] = cnt[inv] > 1
     rows_i, bands_k = np.nonzero(shared)  # row-major: each active row's shared bands, in order
+    flat = keys[rows_i, bands_k]
+    del shared, keys, bands_k
+    # one bucket per distinct salted key, over all bands (what a dict keyed by the key would hold)
+    _, bucket = np.unique(flat, return_inverse=True)
+    del flat
+    n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
     active, per_row = np.unique(rows_i, return_counts=True)
-    flat = keys[rows_i, bands_k].tolist()
-    buckets: dict[int, list[int]] = {}
-    get = buckets.get
+    from array import array
+    bucket = array("i", bucket.astype(np.int32).tobytes())  # int32 arrays: Python ints on indexing, 4 bytes each
+    pair_row = array("i", rows_i.astype(np.int32).tobytes())
+    del rows_i
+    head = array("i", [-1]) * n_buckets  # bucket -> its last kept entry (a pair index), -1 when none
+    prev = array("i", [-1]) * len(pair_row)  # pair -> the entry kept before it in its bucket
     pos = 0
     for i, cnt in zip(active.tolist(), per_row.tolist()):
-        ks = flat[pos:pos + cnt]
+        pairs = range(pos, pos + cnt)
         pos += cnt
         cands: set[int] = set()
-        for k in ks:
-            lst = get(k)
-            if lst:
-                cands.update(lst)
+        for q in pairs:
+            e = head[bucket[q]]
+            while e >= 0:
+                cands.add(pair_row[e])
+                e = prev[e]
         if cands:
             c = np.fromiter(sorted(cands), dtype=np.int64, count=len(cands))
             est = np.count_nonzero(sig[c] == sig[i], axis=1) / p
@@ -303,29 +332,23 @@ def dedup(sig: np.ndarray, valid: np.ndarray, threshold: float, bands: int, rows
             if est[j] >= threshold:
                 kept[i], dup[i] = False, c[j]
                 continue
-        for k in ks:
-            lst = get(k)
-            if lst is None:
-                buckets[k] = [i]
-            else:
-                lst.append(i)
+        for q in pairs:  # kept: it joins each of its buckets
+            b = bucket[q]
+            prev[q], head[b] = head[b], q
     return kept, dup, best
 
 
 class _ExactJaccard:
-    """Exact Jaccard of shingle sets for borderline pairs: from the shingles just hashed when the signatures
-    were computed here, else (signatures from the cache) by hashing that text again, once."""
+    """Exact Jaccard of shingle sets for borderline pairs, each text hashed again once when first needed (the
+    signatures may come from the cache or another process, so their shingles are not at hand)."""
 
-    def __init__(self, texts: Sequence[str], hasher: MinHasher, shingles: dict):
-        self.texts, self.hasher, self.shingles, self.sets, self.pairs = texts, hasher, shingles, {}, 0
+    def __init__(self, texts: Sequence[str], hasher: MinHasher):
+        self.texts, self.hasher, self.sets, self.pairs = texts, hasher, {}, 0
 
     def _set(self, i: int) -> np.ndarray:
         s = self.sets.get(i)
         if s is None:
-            raw = self.shingles.get(i)
-            if raw is None:
-                raw = self.hasher.shingle_hashes([self.texts[i]])[0]
-            s = self.sets[i] = np.unique(raw)
+            s = self.sets[i] = np.unique(self.hasher.shingle_hashes([self.texts[i]])[0])
         return s
 
     def __call__(self, i: int, rows: np.ndarray) -> np.ndarray:
@@ -337,20 +360,6 @@ class _ExactJaccard:
             out[k] = inter / (len(a) + len(b) - inter)
         self.pairs += len(rows)
         return out
-
-
-class _Slices(dict):
-    """row -> its shingle hashes, sliced on demand from one concatenated array (no copy until asked)."""
-
-    def __init__(self, rows: np.ndarray, hashes: np.ndarray, counts: np.ndarray):
-        super().__init__()
-        self.where = {int(r): k for k, r in enumerate(rows.tolist())}
-        self.hashes, self.ends = hashes, np.cumsum(counts)
-        self.starts = self.ends - counts
-
-    def get(self, i, default=None):
-        k = self.where.get(i)
-        return default if k is None else self.hashes[self.starts[k]:self.ends[k]]
 
 
 @dataclass
@@ -377,7 +386,8 @@ class MinHashFilter(GlobalStep):
     """Near-duplicate removal with MinHash LSH (datasketch permutations, vectorised): a record is dropped when
     an earlier kept one's estimated Jaccard similarity reaches `threshold`. Stores `minhash_jaccard` (the best
     estimate against an earlier kept LSH candidate, 0 when none); signatures are cached by text hash.
-    `keep_top` keeps the most novel (lowest minhash_jaccard)."""
+    `keep_top` keeps the most novel (lowest minhash_jaccard). Its features: the signatures (num_perm uint32, 512
+    bytes a record at 128) and, with exact_near_threshold, the compared text (rehashed for borderline pairs)."""
 
     name = "minhash"
     Params = MinHashParams
@@ -419,32 +429,33 @@ class MinHashFilter(GlobalStep):
         keys = [VectorCache.key(t) for t in texts]
         sig, found = cache.lookup(keys, self.num_perm, np.uint32)
         missing = np.nonzero(~found)[0]
-        self._shingles = _Slices(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint32), np.empty(0, np.int64))
         if len(missing):
-            new, hashes, counts = hasher.signatures([texts[i] for i in missing], workers=self.workers)
+            new, _, _ = hasher.signatures([texts[i] for i in missing], workers=self.workers)
             sig[missing] = new
             cache.add([keys[i] for i in missing], new)
-            self._shingles = _Slices(missing, hashes, counts)
         self.details.update(signatures_cached=int(found.sum()), signatures_computed=int(len(missing)))
         return sig
 
-    def step(self, todo: list[Task]) -> list[Decision]:
-        texts = [joined_text(t, self.fields) for t in todo]
-        sig = self.signatures(texts)
-        valid = ~(sig == _EMPTY).all(axis=1)
+    def features(self, tasks: list[Task]) -> dict:
+        texts = [joined_text(t, self.fields) for t in tasks]
+        out = {"signature": self.signatures(texts)}
+        if self.p.exact_near_threshold:
+            out["text"] = texts
+        return out
+
+    def decide_rows(self, rows: Rows) -> list[Decision]:
+        sig = rows.feats["signature"]
+        valid = has_shingles(sig)
         exact, margin = None, 0.0
         if self.p.exact_near_threshold:
-            exact = _ExactJaccard(texts, MinHasher(self.num_perm, self.seed, self.ngram), self._shingles)
+            # shingles hashed again for the borderline rows only (features may come from other processes)
+            exact = _ExactJaccard(rows.feats["text"], MinHasher(self.num_perm, self.seed, self.ngram))
             # 3 standard errors of the estimate at the threshold: outside, a wrong side has odds < 0.3%
             margin = 3.0 * math.sqrt(self.threshold * (1.0 - self.threshold) / self.num_perm)
         kept, dup, best = dedup(sig, valid, self.threshold, self.bands, self.rows, exact, margin)
         if exact is not None:
             self.details["exact_checks"] = exact.pairs
-        out: list[Decision] = []
-        for i, t in enumerate(todo):
-            if valid[i]:
-                t.scores["minhash_jaccard"] = float(best[i])
-            out.append(None if kept[i] or not valid[i] else
-                       (f"minhash_jaccard>={self.threshold:.2f}", todo[dup[i]].id))
+        rows.set_scores["minhash_jaccard"] = np.where(valid, best, np.nan)
+        reason = f"minhash_jaccard>={self.threshold:.2f}"
         self.details["candidates_checked_records"] = int(np.count_nonzero(best))
-        return out
+        return [None if kept[i] or not valid[i] else (reason, rows.ids[dup[i]]) for i in range(len(rows))]

@@ -20,7 +20,9 @@ kernel and the bound arithmetic, and their equivalence is easiest to audit side 
 
 from __future__ import annotations
 
+import itertools
 import math
+from array import array
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -29,7 +31,7 @@ import numpy as np
 from rouge_score import tokenize as _rtok
 
 from ..records import Task
-from .base import Decision, GlobalStep, SelectParams, doc, joined_text
+from .base import Decision, GlobalStep, Rows, SelectParams, doc, joined_text
 
 KEPT_FLOORS = (0.5, 0.3, 0.15, 0.05)  # exact_max's search floors: most kept records' max lies above one
 _EPS = 1e-9  # slack so float rounding in the bound never hides a pair the exact score would reject
@@ -413,7 +415,8 @@ class RougeNoveltyFilter(GlobalStep):
     starts with plus every record kept so far (Self-Instruct's 0.7 rule). Stores the exact `rouge_l_max` (the
     highest ROUGE-L F against the pool it met) on every record, kept or dropped, and with top_k > 0 the `top_k`
     most similar pool texts in `meta["most_similar"]`. The first of two similar records (in input order) is
-    kept; `keep_top` keeps the most novel (lowest rouge_l_max)."""
+    kept; `keep_top` keeps the most novel (lowest rouge_l_max). Its features: the compared text, tokenized for the
+    batch path (see `features`); the reference pool is read in `setup`, wherever `decide` runs."""
 
     name = "rouge_l"
     writes = ("rouge_l_mean",)
@@ -428,10 +431,20 @@ class RougeNoveltyFilter(GlobalStep):
         if self.p.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.p.top_k}")
         self.threshold, self.k = self.p.threshold, self.p.top_k
-        self.index = RougeIndex()
+        self._index = RougeIndex()
+        self._pending: list[tuple[str, str]] = []  # kept by the batch path, not yet in the full index
         if self.p.reference:
             from ..records import read_records
             self.add_reference((t.id, t.instruction) for t in read_records(self.p.reference))
+
+    @property
+    def index(self) -> RougeIndex:
+        """The pool (references + every record kept so far) as a full index. The batch path's kept records join
+        it only when it is next used (a later `check`, top_k), so one large batch never builds it for nothing."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._index.extend(pending)
+        return self._index
 
     def add_reference(self, items: Iterable[tuple[str, str]]) -> None:
         """Start the pool with these (id, text) pairs (seed tasks: `gen instructions`, `reference:`)."""
@@ -445,58 +458,96 @@ class RougeNoveltyFilter(GlobalStep):
             return "\n".join(getattr(i, self.fields[0]) for i in task.instances)
         return joined_text(task, self.fields)
 
-    def step(self, todo: list[Task]) -> list[Decision]:
+    def features(self, tasks: list[Task]) -> dict:
+        """The compared text; for the batch path (no top_k, no mean) already tokenized, as one space-joined string
+        of rouge-score tokens (they hold no space, so `split()` gives them back exactly): the tokenizer runs in
+        the workers, once, and the stored text is shorter."""
+        if self.k or self.p.mean_similarity:
+            return {"text": [self._text(t) for t in tasks]}
+        return {"tokens": [" ".join(rouge_tokens(self._text(t))) for t in tasks]}
+
+    def decide_rows(self, rows: Rows) -> list[Decision]:
         """Batch form: when no similar-text list or mean is asked, every text is known up front, so the
         two-sided prefix index answers the same threshold test as `check`, without building the postings of
         common words; the kept records' exact maxima then come from blocked sparse bounds (`pool_max_scores`).
-        Otherwise
-        records are checked one by one against the growing full index."""
+        Otherwise records are checked one by one against the growing full index, as `check` does."""
+        max_col = rows.score_out("rouge_l_max")
         if self.k or self.p.mean_similarity:
+            texts = rows.feats["text"]
+            mean_col = rows.score_out("rouge_l_mean") if self.p.mean_similarity else None
+            similar: list = [None] * len(rows)
             out = []
-            for t in todo:
-                out.append(self.check(t))
+            for i, (id, text) in enumerate(zip(rows.ids, texts)):
+                d, max_col[i], mean, similar[i] = self._judge(id, text)
+                if mean is not None:
+                    mean_col[i] = mean
+                out.append(d)
                 self.tick(1)
+            if self.k:
+                rows.set_meta["most_similar"] = similar
             return out
-        texts = [self._text(t) for t in todo]
-        toks = [rouge_tokens(x) for x in texts]
-        feats = [RougeIndex._features(tk) for tk in toks]
-        index = PrefixRougeIndex(self.threshold, [RougeIndex._features(tk) for tk in self.index.tokens] + feats)
-        for id, tk in zip(self.index.ids, self.index.tokens):
+        # tokens as int ids (a bijection: the same LCS, scores and feature order), split once to count the
+        # features and again when queried, so only the kept records' tokens are ever held, 4 bytes each
+        joined = rows.feats["tokens"]
+        vocab: dict[str, int] = {}
+        intern = vocab.setdefault
+
+        def ids(tokens: Iterable[str]) -> array:
+            return array("i", [intern(t, len(vocab)) for t in tokens])
+
+        pool = self.index
+        ref = [ids(tk) for tk in pool.tokens]
+        feature_lists = itertools.chain((RougeIndex._features(tk) for tk in ref),
+                                        (RougeIndex._features(ids(x.split())) for x in joined))
+        index = PrefixRougeIndex(self.threshold, feature_lists)
+        for id, tk in zip(pool.ids, ref):
             index.add(id, tk)
         out: list[Decision] = []
         kept: list[int] = []
-        for i, (t, tk, ft) in enumerate(zip(todo, toks, feats)):
-            fids = index._ids(tk, ft)
+        for i, (id, text) in enumerate(zip(rows.ids, joined)):
+            tk = ids(text.split())
+            fids = index._ids(tk)
             score, pos = index.query(tk, fids)
             if score > self.threshold:
-                t.scores["rouge_l_max"] = score
+                max_col[i] = score
                 out.append((f"rouge_l>{self.threshold:.2f}", index.ids[pos]))
             else:
-                index.add(t.id, tk, fids)
+                index.add(id, tk, fids.astype(np.int32))
                 kept.append(i)
                 out.append(None)
             self.tick(1)
         # kept records: the exact max against the pool each one met (references + the kept before it)
-        scores = pool_max_scores(list(self.index.tokens) + [toks[i] for i in kept], len(self.index))
+        scores = pool_max_scores(index.tokens, len(ref))
+        del index
         for i, score in zip(kept, scores):
-            todo[i].scores["rouge_l_max"] = score
-            self.index.add(todo[i].id, texts[i], toks[i])
+            max_col[i] = score
+        # the full index gets the tokenized text: the same tokens; its texts are only shown by top_k, which this
+        # filter (top_k 0) never runs
+        self._pending.extend((rows.ids[i], joined[i]) for i in kept)
         return out
 
-    def check(self, task: Task) -> Decision:
-        text = self._text(task)
+    def _judge(self, id: str, text: str) -> tuple[Decision, float, float | None, dict | None]:
+        """One text against the growing pool: (decision, rouge_l_max, rouge_l_mean or None, the top_k most
+        similar pool texts or None); a kept text joins the pool."""
         tokens = rouge_tokens(text)
         above = self.index.exact_max(tokens, (self.threshold,), fallback=False)  # one search decides and explains
         if above is not None and above[0] > self.threshold:
-            task.scores["rouge_l_max"] = above[0]
-            return f"rouge_l>{self.threshold:.2f}", self.index.ids[above[1]]
+            return (f"rouge_l>{self.threshold:.2f}", self.index.ids[above[1]]), above[0], None, None
+        similar = None
         if self.k:
             top = self.index.top_k(tokens, self.k)
-            task.scores["rouge_l_max"] = top[0][1] if top else 0.0
-            task.meta["most_similar"] = {self.index.texts[i]: s for i, s in top}
+            score = top[0][1] if top else 0.0
+            similar = {self.index.texts[i]: s for i, s in top}
         else:
-            task.scores["rouge_l_max"] = self.index.exact_max(tokens, [x for x in KEPT_FLOORS if x < self.threshold])[0]
-        if self.p.mean_similarity:
-            task.scores["rouge_l_mean"] = self.index.mean_score(tokens)
-        self.index.add(task.id, text, tokens)
-        return None
+            score = self.index.exact_max(tokens, [x for x in KEPT_FLOORS if x < self.threshold])[0]
+        mean = self.index.mean_score(tokens) if self.p.mean_similarity else None
+        self.index.add(id, text, tokens)
+        return None, score, mean, similar
+
+    def check(self, task: Task) -> Decision:
+        d, task.scores["rouge_l_max"], mean, similar = self._judge(task.id, self._text(task))
+        if mean is not None:
+            task.scores["rouge_l_mean"] = mean
+        if similar is not None:
+            task.meta["most_similar"] = similar
+        return d

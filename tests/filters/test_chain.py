@@ -41,7 +41,8 @@ def test_options_are_declared_once_in_params(name):
         for attr in ("__init__", "params", "from_params", "apply"):
             assert attr not in vars(klass), f"{klass.__name__} defines {attr}"
     kind = RecordFilter if issubclass(cls, RecordFilter) else GlobalStep
-    assert ("score_batch" if kind is RecordFilter else "step") in vars(cls)
+    for m in (["score_batch"] if kind is RecordFilter else ["features", "decide_rows"]):
+        assert m in vars(cls), m  # a global step decides from its features only: it shards (filters/shards.py)
     source = inspect.getsource(sys.modules[cls.__module__]) + inspect.getsource(base)
     for f in dataclasses.fields(cls.Params):
         assert re.search(rf"\bp\.{f.name}\b", source), f"{name}: option '{f.name}' is never read (self.p.{f.name})"

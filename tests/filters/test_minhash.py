@@ -160,3 +160,43 @@ print("ok")
 def test_bad_parameters_are_refused(kw):
     with pytest.raises(ValueError):
         MinHashFilter.of(**kw)
+
+
+def dict_buckets_dedup(sig, valid, threshold, bands, rows):
+    """dedup() as it was first written: buckets as a dict of Python lists of kept rows (the reference)."""
+    from instructgen.filters.minhash import band_keys
+    n, p = sig.shape
+    kept, dup, best = np.ones(n, dtype=bool), np.full(n, -1, dtype=np.int64), np.zeros(n)
+    keys = band_keys(sig, bands, rows) ^ (np.arange(1, bands + 1, dtype=np.uint64)
+                                          * np.uint64(0xD6E8FEB86659FD93))[None, :]
+    counts = [dict(zip(*np.unique(keys[valid, k], return_counts=True))) for k in range(bands)]
+    buckets: dict = {}
+    for i in np.nonzero(valid)[0].tolist():
+        ks = [int(keys[i, k]) for k in range(bands) if counts[k][keys[i, k]] > 1]
+        cands = sorted({j for k in ks for j in buckets.get(k, [])})
+        if cands:
+            est = np.count_nonzero(sig[cands] == sig[i], axis=1) / p
+            j = int(np.argmax(est))
+            best[i] = est[j]
+            if est[j] >= threshold:
+                kept[i], dup[i] = False, cands[j]
+                continue
+        for k in ks:
+            buckets.setdefault(k, []).append(i)
+    return kept, dup, best
+
+
+@pytest.mark.parametrize("key_block", [3, 1 << 16])
+def test_linked_list_buckets_equal_the_dict_of_lists(monkeypatch, key_block):
+    from instructgen.filters import minhash
+    monkeypatch.setattr(minhash, "KEY_BLOCK", key_block)  # band keys in blocks: the same keys
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 2**32, size=(30, 64), dtype=np.uint64).astype(np.uint32)
+    sig = base[rng.integers(0, 30, size=400)]  # clusters of copies, each copy with 0-40% of its values redrawn
+    redraw = rng.random(sig.shape) < rng.random(400)[:, None] * 0.4
+    sig[redraw] = rng.integers(0, 2**32, size=int(redraw.sum()), dtype=np.uint64).astype(np.uint32)
+    valid = rng.random(400) > 0.05
+    for threshold, bands, r in [(0.7, 16, 4), (0.5, 8, 8), (0.9, 32, 2)]:
+        got, want = dedup(sig, valid, threshold, bands, r), dict_buckets_dedup(sig, valid, threshold, bands, r)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+        assert 20 < (~got[0]).sum() < 370  # many drops and many keeps: the comparison means something

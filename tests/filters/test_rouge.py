@@ -131,3 +131,17 @@ def test_fields_input_is_compared_when_asked():
              Task(id="b", instruction="Shorten.", instances=[Instance("the cat sat on the mat today", "")])]
     RougeNoveltyFilter.of(threshold=0.7, top_k=0, fields=["input"]).apply(tasks)
     assert [t.kept for t in tasks] == [True, False]
+
+
+def test_batch_kept_records_join_the_full_index_when_it_is_next_used():
+    tasks = [Task(id="a", instruction="Write a short poem about the sea at night."),
+             Task(id="b", instruction="Translate the sentence into French."),
+             Task(id="c", instruction="Write a short poem about the sea at night!")]
+    f = RougeNoveltyFilter.of(threshold=0.7, top_k=0)
+    f.add_reference([("seed", "Tell me a joke.")])
+    f.apply(tasks)
+    assert [t.kept for t in tasks] == [True, True, False]
+    assert len(f._index) == 1 and len(f._pending) == 2  # the batch built no full index for its kept records
+    late = Task(id="d", instruction="Translate this sentence into French.")
+    assert not f.decide(late) and late.verdict.duplicate_of == "b"  # online, against references + kept
+    assert f._index.ids == ["seed", "a", "b"] and not f._pending
