@@ -479,24 +479,30 @@ def task_from_obj(obj: dict, path, line, index: int, source: str = "imported") -
 
 def read_tasks(path: str | os.PathLike, source: str = "imported") -> list[Task]:
     """Read task records from any accepted file or folder (see module docstring)."""
+    return list(iter_tasks(path, source))
+
+
+def iter_tasks(path: str | os.PathLike, source: str = "imported") -> Iterator[Task]:
+    """`read_tasks`, one record at a time: a JSONL file (plain or gzip) is streamed in bounded memory; the same
+    checks and errors (path:line, field, duplicate ids) as `read_tasks`."""
     p = Path(path)
     if not p.exists():
         raise RecordError(p, None, "no such file or folder")
     if p.is_dir():
         if (p / "dataset_info.json").exists() or (p / "state.json").exists():
-            return _read_hf_dataset(p, source)
+            yield from _read_hf_dataset(p, source)
+            return
         raise RecordError(p, None, "a folder must be a run folder or a saved HF dataset")
     suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".gz") else p.suffix
     try:
         if suffix in (".parquet",):
-            return _read_rows(p, _parquet_rows(p), source)
-        if suffix == ".txt":
-            return _read_txt(p, source)
-        if suffix == ".json":
-            return _read_rows(p, _json_rows(p), source)
-        # anything else is read as JSON Lines (.jsonl, .ndjson, .jsonl.gz, or no suffix)
-        rows = _iter_gz_jsonl(p) if suffix == ".jsonl.gz" else iter_jsonl(p)
-        return _read_rows(p, rows, source)
+            yield from _iter_rows(p, _parquet_rows(p), source)
+        elif suffix == ".txt":
+            yield from _read_txt(p, source)
+        elif suffix == ".json":
+            yield from _iter_rows(p, _json_rows(p), source)
+        else:  # anything else is read as JSON Lines (.jsonl, .ndjson, .jsonl.gz, or no suffix)
+            yield from _iter_rows(p, _iter_gz_jsonl(p) if suffix == ".jsonl.gz" else iter_jsonl(p), source)
     except OSError as e:  # unreadable: permissions, a device, an I/O error
         raise RecordError(p, None, f"cannot read: {e.strerror or e}") from None
 
@@ -592,7 +598,11 @@ def _iter_gz_jsonl(p: Path) -> Iterator[tuple[int, dict]]:
 
 
 def _read_rows(p, rows, source) -> list[Task]:
-    out, seen = [], set()
+    return list(_iter_rows(p, rows, source))
+
+
+def _iter_rows(p, rows, source) -> Iterator[Task]:
+    seen = set()
     for i, (line, obj) in enumerate(rows):
         if not isinstance(obj, dict):
             raise RecordError(p, line, f"expected a JSON object, got {_json_type(obj)}")
@@ -600,8 +610,7 @@ def _read_rows(p, rows, source) -> list[Task]:
         if t.id in seen:
             raise RecordError(p, line, f"duplicate id '{t.id}'")
         seen.add(t.id)
-        out.append(t)
-    return out
+        yield t
 
 
 def _first_line(e: BaseException) -> str:
@@ -653,12 +662,17 @@ def read_records(path: str | os.PathLike) -> list[Task]:
 
     A stage folder must be complete (its `completed` marker written); its outputs are looked up in the order
     of STAGE_OUTPUTS."""
+    return list(iter_records(path))
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[Task]:
+    """`read_records` one record at a time (JSONL streamed in bounded memory)."""
     p = Path(path)
     if p.is_dir() and (p / "config.json").exists():
         if not (p / "completed").exists():
             raise RecordError(p, None, "this run folder is not complete; re-run its command to finish it first")
         for name in STAGE_OUTPUTS:
             if (p / name).exists():
-                return read_tasks(p / name)
+                return iter_tasks(p / name)
         raise RecordError(p, None, f"run folder holds none of {', '.join(STAGE_OUTPUTS)}")
-    return read_tasks(p)
+    return iter_tasks(p)

@@ -1,38 +1,41 @@
-"""`gen curate` as a resumable stage: records in, the same records out with scores and verdicts.
+"""`gen curate` as a resumable stage: records in, the same records out with scores and verdicts, in shards.
 
 `curate(input_path, out, config)` validates everything first (config, each filter's needs - LanguageTool,
-models, the CMU dictionary -, the input and its fields, the output folder), then runs the chain. After each
-filter, its decisions and scores are appended to `OUT/steps.jsonl` (one fsynced line per filter), so an
-interrupted run resumes after the last finished filter; a finished one is a no-op; another config (or another
+models, the CMU dictionary -, the input and its fields, the output folder), then runs the chain as passes over
+shards of `shard_size` records (filters/shards.py): per-record filters and the features of global steps in
+workers (`executor="local"` with `workers` processes, or `"ray"`), each global step decided once from those
+features. The kept and rejected sets are the same whatever the executor, the worker count or the shard size.
+An interrupted run resumes shard by shard (OUT/.work); a finished one is a no-op; another config (or another
 input) is refused unless `overwrite`.
 
-The signature and embedding caches live in `OUT/.cache/` by default. `--overwrite` removes what the earlier run
-wrote except the cache: changing a threshold and running again with --overwrite costs no hashing or encoding.
-Each step record carries its identity (step number, filter, options, the ids of the records that reached it) and
-names records by id, so a resume replays a step only onto the very records and chain that produced it.
-`cache_dir` puts the cache elsewhere (e.g. one cache shared by several output folders).
+The signature, embedding and score caches live in `OUT/.cache/` by default. `--overwrite` removes what the
+earlier run wrote except the cache: changing a threshold and running again with --overwrite costs no hashing or
+encoding. `cache_dir` puts the cache elsewhere (e.g. one cache shared by several output folders).
 
 OUT holds: config.json (resolved config, input and its fingerprint), curate.yaml (the chain as a config file
-that reproduces it), versions.json, steps.jsonl, kept.jsonl, rejected.jsonl, stats.json, summary.json and the
-`completed` marker, written last.
+that reproduces it), versions.json, kept.jsonl, rejected.jsonl, stats.json, summary.json and the `completed`
+marker, written last.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ..progress import table
-from ..records import Task, append_jsonl, read_records, repair_torn_tail, text_hash
+from ..records import iter_records, text_hash
 from ..rundir import (RunDir, RunDirError, check_output_path, records_fingerprint, refuse_overlap, releases_locks,
-                      write_json)
-from .chain import CurateConfig, build_filter, check_input_fields, check_score_sources, load_config, run_step
-
-STEPS = "steps.jsonl"
+                      temp_folder, write_json)
+from .base import FilterStats, GlobalStep
+from .chain import CurateConfig, build_filter, check_input_fields, check_score_sources, filter_stats, load_config
+from .executor import make_executor
+from .shards import WORK, Central, Split, Work, concat, pass_identity, plan, register, run_pass, split
 
 
 def funnel(stats: dict) -> str:
@@ -44,71 +47,6 @@ def funnel(stats: dict) -> str:
     rows.append(["total", stats.get("records_in", 0), stats.get("rejected", 0), stats.get("kept", 0),
                  float(stats.get("wall_seconds", 0.0)), ""])
     return table(rows, header=["filter", "in", "dropped", "kept", "seconds", "top reasons / note"])
-
-
-def _snapshot(tasks: list[Task]) -> list[tuple[dict, dict] | None]:
-    # shallow: a filter replaces a meta value rather than mutating it (meta["rank"] is rebuilt with each new
-    # filter's rank, filters/base.py), so the step record sees the change
-    return [(dict(t.scores), dict(t.meta)) if t.kept else None for t in tasks]
-
-
-def _step_identity(k: int, spec, tasks: list[Task]) -> dict:
-    """What a step record must match to be replayed: its place in the chain, the filter and its options, and the
-    records that reached it (a hash of their ids)."""
-    return {"step": k, "name": spec.name, "options": text_hash(json.dumps(spec.to_dict(), sort_keys=True, default=str)),
-            "records_in": text_hash(*(t.id for t in tasks if t.kept))}
-
-
-def _step_record(identity: dict, st: dict, tasks: list[Task], before: list) -> dict:
-    """What one filter did, compactly, by record id: its stats, the records it dropped, the scores and meta set."""
-    dropped, scores, meta = [], [], []
-    for t, snap in zip(tasks, before):
-        if snap is None:
-            continue
-        if not t.kept:
-            dropped.append([t.id, t.verdict.reason, t.verdict.filter, t.verdict.duplicate_of])
-        s = {key: v for key, v in t.scores.items() if snap[0].get(key, None) != v or key not in snap[0]}
-        m = {key: v for key, v in t.meta.items() if key not in snap[1] or snap[1][key] != v}
-        if s:
-            scores.append([t.id, s])
-        if m:
-            meta.append([t.id, m])
-    return dict(identity, stats=st, dropped=dropped, scores=scores, meta=meta)
-
-
-def _replay(rec: dict, tasks: list[Task]) -> None:
-    by_id = {t.id: t for t in tasks}
-    for i, s in rec["scores"]:
-        by_id[i].scores.update(s)
-    for i, m in rec["meta"]:
-        by_id[i].meta.update(m)
-    for i, reason, flt, dup in rec["dropped"]:
-        by_id[i].drop(reason, filter=flt, duplicate_of=dup)
-
-
-def _read_steps(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    repair_torn_tail(path)
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    raise RunDirError(f"{path}:{n}: damaged step record; pass --overwrite to curate again") from None
-    return out
-
-
-def _check_step(path: Path, rec: dict, identity: dict) -> None:
-    """Replay a step only when it is this step, on these records, with these options; else the folder is damaged."""
-    got = {k: rec.get(k) for k in identity}
-    if got != identity:
-        which = ", ".join(k for k in identity if got[k] != identity[k])
-        raise RunDirError(f"{path}:{identity['step'] + 1}: the recorded step does not match step "
-                          f"{identity['step'] + 1} ({identity['name']}) of this chain ({which} differ); the folder "
-                          f"was written by another run: pass --overwrite to curate again")
 
 
 def _prepare(spec, f, ctx: dict) -> None:
@@ -131,16 +69,99 @@ def _config_yaml(cfg: CurateConfig, input_label: str) -> str:
     return head + yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True, width=110)
 
 
+def _checks_input(pairs, info: Split, source: str) -> None:
+    """The chain's checks on the input, from what the split saw (no record is held): a field no record has, a
+    diversity score that nothing sets or carries."""
+    from ..records import Instance, Task
+    probe = [Task("probe", "probe", instances=[Instance("x", "x")] if info.has_instances else [],
+                  scores={k: 0.0 for k in info.carried_scores})] if info.records else []
+    check_input_fields(pairs, probe, source)
+    check_score_sources(pairs, probe)
+
+
+def _merge_details(into: dict, d: dict) -> None:
+    """Details from several shards: numbers add up, anything else is the last value."""
+    for k, v in d.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(into.get(k), (int, float)):
+            into[k] = round(into[k] + v, 6) if isinstance(v, float) else into[k] + v
+        else:
+            into[k] = v
+
+
+def _stats(pairs, passes, shard_done: dict, central: dict, records: int) -> list[dict]:
+    """Per-filter stats in chain order, from the shards' done records and the central steps' results."""
+    acc: dict[int, dict] = {}
+    for done in shard_done.values():
+        for rec in done:
+            for k, st in rec["filters"].items():
+                a = acc.setdefault(int(k), {"records_in": 0, "dropped": Counter(), "seconds": 0.0, "details": {}})
+                a["records_in"] += st.get("records_in", 0)
+                a["dropped"].update(st.get("dropped", {}))
+                a["seconds"] += st.get("seconds", 0.0)
+                _merge_details(a["details"], st.get("details", {}))
+    for k, st in central.items():
+        a = acc.setdefault(k, {"records_in": 0, "dropped": Counter(), "seconds": 0.0, "details": {}})
+        if st.get("records_in"):
+            a["records_in"] = st["records_in"]
+        a["dropped"].update(st.get("dropped", {}))
+        a["seconds"] += st.get("seconds", 0.0)
+        _merge_details(a["details"], st.get("details", {}))
+    out, alive = [], records
+    for k, (spec, f) in enumerate(pairs):
+        if f is None:
+            st = FilterStats(spec.name, records_in=alive, note="disabled in config")
+            out.append(filter_stats(spec, None, st))
+            continue
+        a = acc.get(k, {"records_in": alive, "dropped": Counter(), "seconds": 0.0, "details": {}})
+        st = FilterStats(spec.name, records_in=a["records_in"] or alive, dropped=a["dropped"], seconds=a["seconds"],
+                         note=getattr(f, "note", None))
+        d = filter_stats(spec, f, st)
+        if a["details"]:
+            d["details"] = {**d.get("details", {}), **a["details"]}
+        out.append(d)
+        alive = d["kept"]
+    return out
+
+
+def _split_folder(out: Path | None) -> Path:
+    """Where the input is split before the folder is opened: beside OUT when its parent exists (the split then
+    moves in by a rename), else in the system's temporary folder (nothing is created on the way to OUT before the
+    checks pass)."""
+    import tempfile
+    parent = out.absolute().parent if out is not None else None
+    if parent is not None and parent.is_dir():
+        try:
+            return temp_folder(out.absolute())
+        except OSError:
+            pass  # not writable there: the folder check names the problem when OUT is opened
+    return Path(tempfile.mkdtemp(prefix="instructgen-curate-"))
+
+
 @releases_locks
 def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config: Any = None,
            overwrite: bool = False, dry_run: bool = False, quiet: bool = False,
-           languagetool_url: str | None = None, cache_dir: str | os.PathLike | None = None) -> dict:
+           languagetool_url: str | None = None, cache_dir: str | os.PathLike | None = None,
+           executor: str = "local", workers: int = 1, ray_address: str | None = None,
+           shard_size: int = 10_000) -> dict:
     """Run the curation chain on `input_path` into `out`; returns the stats dict (also OUT/stats.json).
 
     `config`: a YAML path, a dict, a CurateConfig, or None for the packaged default. With `dry_run` nothing is
-    written (the caches are read, never written) and the funnel is printed even when `quiet`."""
+    written (the caches are read, never written; the shards live in a temporary folder) and the funnel is
+    printed even when `quiet`. `executor`, `workers`, `ray_address`: where the shards run (filters/executor.py);
+    `shard_size`: records per shard (a resumed run keeps the split it started with). None of them changes the
+    result."""
     t_start = time.perf_counter()
     cfg = load_config(config)
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        from ..config import ConfigError
+        raise ConfigError(f"--shard-size {shard_size}: expected an integer >= 1")
+    from .executor import EXECUTORS, ExecutorError  # the executor starts later: its options are checked now
+    if executor not in EXECUTORS:
+        raise ExecutorError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ExecutorError(f"--workers {workers}: expected an integer >= 1")
+    if ray_address and executor != "ray":
+        raise ExecutorError("--ray-address is only used with --executor ray")
     pairs = [(spec, build_filter(spec) if spec.enabled else None) for spec in cfg.filters]
     out_path = Path(out) if out is not None else None
     if out_path is None and not dry_run:
@@ -157,67 +178,135 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     for spec, f in pairs:  # servers, models, dictionaries: fail here, before reading a record
         if f is not None:
             _prepare(spec, f, ctx)
-    tasks = read_records(input_path)
     input_label = str(Path(input_path).resolve())
-    # records that arrive rejected (a log with verdicts) were decided upstream: left out, and counted
-    already_rejected = sum(not t.kept for t in tasks)
-    tasks = [t for t in tasks if t.kept]
-    check_input_fields(pairs, tasks, str(input_path))
-    check_score_sources(pairs, tasks)
-    # the chain's order as a list, each entry's options as a mapping: a refused config names the changed option
-    if not tasks and not quiet:
-        print(f"gen curate: warning: {input_path} holds no records to curate; the result is empty", file=sys.stderr)
-    run_config = {"input": input_label, "input_fingerprint": records_fingerprint(tasks),
-                  "chain": [s.name for s in cfg.filters],
-                  "filters": {s.name: {k: v for k, v in s.to_dict().items() if k != "name"} for s in cfg.filters}}
 
-    rd = None
-    done_steps: list[dict] = []
-    if not dry_run:
-        rd = RunDir(out_path, "curate")
-        state = rd.check(run_config, overwrite)
-        if state == "done":
-            stats = json.loads((out_path / "stats.json").read_text(encoding="utf-8"))
-            if not quiet:
-                print(f"{out_path} is already complete; nothing to do.", file=sys.stderr)
-                print(funnel(stats))
-            return stats
-        state = rd.open(run_config, overwrite=overwrite, keep=(".cache",))  # the cache survives --overwrite
-        if state == "fresh":
-            (out_path / "curate.yaml").write_text(_config_yaml(cfg, input_label), encoding="utf-8")
-        done_steps = _read_steps(out_path / STEPS)
-        if state == "resume" and done_steps and not quiet:
-            print(f"resuming {out_path}: {len(done_steps)} of {len(pairs)} filters already done", file=sys.stderr)
+    # the input is read once: split into shards in a temporary folder (beside OUT, so it moves in by a rename)
+    # while its fingerprint is taken; a folder already complete only needs the fingerprint
+    done_before = out_path is not None and not dry_run and (out_path / "completed").exists()
+    tmp = None if done_before else _split_folder(out_path if not dry_run else None)
+    try:
+        info = Split()
+        fp = records_fingerprint(split(iter_records(input_path), tmp / "input" if tmp else None, shard_size, info))
+        _checks_input(pairs, info, str(input_path))
+        if not info.records and not quiet:
+            print(f"gen curate: warning: {input_path} holds no records to curate; the result is empty",
+                  file=sys.stderr)
+        run_config = {"input": input_label, "input_fingerprint": fp, "chain": [s.name for s in cfg.filters],
+                      "filters": {s.name: {k: v for k, v in s.to_dict().items() if k != "name"} for s in cfg.filters}}
+        rd = None
+        if dry_run:
+            work = Work(tmp)
+        else:
+            rd = RunDir(out_path, "curate")
+            state = rd.check(run_config, overwrite)
+            if state == "done":
+                stats = json.loads((out_path / "stats.json").read_text(encoding="utf-8"))
+                if not quiet:
+                    print(f"{out_path} is already complete; nothing to do.", file=sys.stderr)
+                    print(funnel(stats))
+                return stats
+            if tmp is None:  # completed before, yet not "done": --overwrite, or another config: split again
+                tmp = _split_folder(out_path)
+                info = Split()
+                records_fingerprint(split(iter_records(input_path), tmp / "input", shard_size, info))
+            state = rd.open(run_config, overwrite=overwrite, keep=(".cache",))  # the cache survives --overwrite
+            if state == "fresh":
+                (out_path / "curate.yaml").write_text(_config_yaml(cfg, input_label), encoding="utf-8")
+            work = Work(out_path / WORK)
+            if not work.split_done().exists():
+                if work.root.exists():
+                    shutil.rmtree(work.root)  # ours (.work): a split cut short, or a start before it finished
+                work.root.mkdir()
+                shutil.move(str(tmp / "input"), str(work.root / "input"))  # a rename when beside OUT
+            elif not quiet:
+                print(f"resuming {out_path}", file=sys.stderr)
+            split_info = json.loads(work.split_done().read_text(encoding="utf-8"))
+            info.counts = split_info["counts"]
+        stats = _run(pairs, cfg, work, info, ctx, executor, workers, ray_address, quiet)
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp)
 
-    filter_stats = []
-    if len(done_steps) > len(pairs):
-        raise RunDirError(f"{out_path / STEPS} holds {len(done_steps)} steps for a chain of {len(pairs)}; the "
-                          f"folder was written by another run: pass --overwrite to curate again")
-    for k, (spec, f) in enumerate(pairs):
-        identity = _step_identity(k, spec, tasks)
-        if k < len(done_steps):
-            _check_step(out_path / STEPS, done_steps[k], identity)
-            _replay(done_steps[k], tasks)
-            filter_stats.append(done_steps[k]["stats"])
-            continue
-        before = _snapshot(tasks)
-        tasks, st = run_step(spec, f, tasks, quiet=quiet)
-        filter_stats.append(st)
-        if rd is not None:
-            append_jsonl(out_path / STEPS, [_step_record(identity, st, tasks, before)])
-
-    kept = [t for t in tasks if t.kept]
-    stats = {"input": input_label, "records_in": len(tasks), "kept": len(kept), "rejected": len(tasks) - len(kept),
-             "filters": filter_stats, "wall_seconds": round(time.perf_counter() - t_start, 3)}
-    if already_rejected:
-        stats["left_out_already_rejected"] = already_rejected
+    stats = {"input": input_label, "records_in": info.records, "kept": stats["kept"],
+             "rejected": info.records - stats["kept"], "filters": stats["filters"],
+             "wall_seconds": round(time.perf_counter() - t_start, 3),
+             "executor": {"name": executor, "workers": workers, "shards": len(info.counts),
+                          "shard_size": max(info.counts, default=0)}, "passes": stats["passes"]}
+    if info.already_rejected:
+        stats["left_out_already_rejected"] = info.already_rejected
     if rd is not None:
-        rd.write_output("kept.jsonl", kept)
-        rd.write_output("rejected.jsonl", [t for t in tasks if not t.kept])
+        passes_n = len(stats["passes"])
+        last = passes_n - 1
+        concat((work.column(last, s, "kept.jsonl") for s in range(len(info.counts))), out_path / "kept.jsonl")
+        concat((work.column(last, s, "rejected.jsonl") for s in range(len(info.counts))), out_path / "rejected.jsonl")
         write_json(out_path / "stats.json", stats)
         rd.mark_completed(stats)
+        shutil.rmtree(work.root)
     if dry_run or not quiet:
         print(funnel(stats))
         if rd is not None:
             print(f"kept: {out_path / 'kept.jsonl'}  rejected: {out_path / 'rejected.jsonl'}", file=sys.stderr)
     return stats
+
+
+def _run(pairs, cfg: CurateConfig, work: Work, info: Split, ctx: dict, executor: str, workers: int,
+         ray_address: str | None, quiet: bool) -> dict:
+    """Every pass and central step not done yet; returns the kept count, per-filter stats and per-pass timings."""
+    import hashlib
+    from ..progress import bar
+    passes = plan(pairs)
+    counts = info.counts
+    job_ctx = {k: (str(v) if isinstance(v, Path) else v) for k, v in ctx.items() if k != "quiet"}
+    token = hashlib.sha1(json.dumps([cfg.to_dict(), job_ctx], sort_keys=True, default=str).encode()).hexdigest()
+    register(token, pairs)  # jobs run in this process reuse the prepared filters
+    job = {"work": str(work.root), "token": token, "config": cfg.to_dict(), "ctx": job_ctx}
+    split_id = text_hash(work.split_done().read_text(encoding="utf-8"))
+    exe = make_executor(executor, workers, ray_address)
+    shard_done: dict[int, list] = {}
+    central: dict[int, dict] = {}
+    timings = []
+    try:
+        for i, p in enumerate(passes):
+            names = [pairs[k][0].name for k in p.filters + p.features]
+            label = (f"pass {i + 1}/{len(passes)}: " + ", ".join(names)) if names else f"pass {i + 1}/{len(passes)}: write"
+            pbar = bar(sum(counts), label, disable=True if quiet else None)
+            t0 = time.perf_counter()
+            try:
+                ident = pass_identity(p, passes[i - 1] if i else None, pairs, split_id)
+                done, ran = run_pass(exe, work, p, passes[i - 1] if i else None, counts, job, ident,
+                                     lambda rec: pbar.update(rec["records"]))
+            finally:
+                pbar.close()
+            shard_done[i] = done
+            timing = {"pass": i + 1, "filters": names, "shards": len(counts), "shards_run": ran,
+                      "wall_seconds": round(time.perf_counter() - t0, 3)}
+            if p.central:
+                c = None
+                for k in p.central:
+                    spec, f = pairs[k]
+                    if c is None and not work.central_done(k).exists():
+                        c = Central(work, p.index, counts)
+                        for j in p.central[:p.central.index(k)]:  # the steps done before a crash: their drops
+                            c.replay(j)
+                    if work.central_done(k).exists():
+                        central[k] = json.loads(work.central_done(k).read_text(encoding="utf-8"))
+                        continue
+                    t1 = time.perf_counter()
+                    res = c.global_step(k, spec, f) if isinstance(f, GlobalStep) else c.select_step(k, spec, f)
+                    res["seconds"] = time.perf_counter() - t1
+                    write_json(work.central_done(k), res)
+                    central[k] = res
+                timing["central_seconds"] = round(time.perf_counter() - t0 - timing["wall_seconds"], 3)
+            if i and (work.root / f"p{i - 1}").exists():  # its records are in pass i's now: only the markers stay
+                for e in (work.root / f"p{i - 1}").iterdir():
+                    if not e.name.endswith(".done.json"):
+                        e.unlink()
+            timings.append(timing)
+    finally:
+        exe.close()
+        for _, f in pairs:
+            if f is not None:
+                getattr(f, "close", lambda: None)()
+    filters = _stats(pairs, passes, shard_done, central, info.records)
+    kept = sum(rec["kept"] for rec in shard_done[len(passes) - 1])
+    return {"kept": kept, "filters": filters, "passes": timings}

@@ -224,25 +224,50 @@ def test_two_racing_processes_never_both_write(seeds, tmp_path):
     assert len((out / "instructions.jsonl").read_text().splitlines()) == 9
 
 
-def test_curate_steps_are_replayed_by_identity_never_by_position(data, tmp_path):
+def test_curate_shards_are_reused_by_identity_never_by_position(data, tmp_path):
+    """A shard marker is reused only when it was written for this pass of this split: one left by another run
+    (here: the marker of another pass copied in, as two interleaved writers would leave it) is refused."""
     d, c = data
     out = tmp_path / "cur"
-    assert gen("curate", d, "--out", out, "--config", c, "--quiet").returncode == 0
-    steps = (out / "steps.jsonl").read_text().splitlines()
+    r = gen("curate", d, "--out", out, "--config", c, "--quiet", "--shard-size", "2")
+    assert r.returncode == 0, r.stderr
+    want = (out / "kept.jsonl").read_bytes()
+    # an interrupted run: the outputs and the marker gone, the work folder of a run cut in its second pass
     for name in ("completed", "kept.jsonl", "rejected.jsonl", "stats.json", "summary.json"):
         (out / name).unlink()
-    # what two interleaved writers left: the first step twice, so position 2 holds step 1's record
-    (out / "steps.jsonl").write_text("\n".join([steps[0], steps[0]]) + "\n")
-    one_line_error(gen("curate", d, "--out", out, "--config", c, "--quiet"), "steps.jsonl:2", "does not match")
-    (out / "steps.jsonl").write_text("\n".join(steps[:2]) + "\n")  # a real interruption after two filters
-    r = gen("curate", d, "--out", out, "--config", c, "--quiet")
+    assert not (out / ".work").exists()  # completion removed it: run again up to a crash to leave one
+    env = dict(ENV, INSTRUCTGEN_TEST_CRASH_AFTER_SHARDS="3")
+    r = subprocess.run([sys.executable, "-c", CRASHING, str(d), str(out), str(c)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    first = out / ".work" / "p0" / "00000.done.json"
+    foreign = json.loads(first.read_text())
+    (out / ".work" / "p1").mkdir(exist_ok=True)
+    (out / ".work" / "p1" / "00000.done.json").write_text(json.dumps(dict(foreign, **{"pass": 1})))
+    one_line_error(gen("curate", d, "--out", out, "--config", c, "--quiet"), "00000.done.json",
+                   "done by another run")
+    (out / ".work" / "p1" / "00000.done.json").unlink()
+    r = gen("curate", d, "--out", out, "--config", c, "--quiet")  # a real interruption resumes
     assert r.returncode == 0, r.stderr
-    rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
-    assert any(x["verdict"]["filter"] == "minhash" for x in rejected) or any(
-        x["verdict"]["filter"] == "exact_dedup" for x in rejected)
     fresh = tmp_path / "fresh"
     assert gen("curate", d, "--out", fresh, "--config", c, "--quiet").returncode == 0
-    assert (fresh / "kept.jsonl").read_bytes() == (out / "kept.jsonl").read_bytes()
+    assert (fresh / "kept.jsonl").read_bytes() == (out / "kept.jsonl").read_bytes() == want
+
+
+# a curate run that stops (exit 3) after N shard jobs, as a kill would: the work folder stays
+CRASHING = """
+import os, sys
+from instructgen.filters import shards
+from instructgen.filters.stage import curate
+real, n = shards.run_shard, [0]
+def job(j):
+    if n[0] >= int(os.environ["INSTRUCTGEN_TEST_CRASH_AFTER_SHARDS"]):
+        os._exit(3)
+    n[0] += 1
+    return real(j)
+shards.run_shard = job
+curate(sys.argv[1], sys.argv[2], config=sys.argv[3], quiet=True, shard_size=2)
+"""
 
 
 # ---------------------------------------------------------------------------------- 4. a changed input is refused
@@ -397,11 +422,13 @@ def test_links_inside_a_run_folder_are_never_written_through(data, tmp_path):
     o2 = tmp_path / "o2"
     assert gen("curate", d, "--out", o2, "--config", c, "--quiet").returncode == 0
     (o2 / "completed").unlink()
-    (o2 / "steps.jsonl").unlink()
-    precious.write_text("line one\nno newline at the end")
-    (o2 / "steps.jsonl").symlink_to(precious)
+    vault = tmp_path / "vault"  # the work folder made a link to a folder of the user's: never written or removed
+    vault.mkdir()
+    (vault / "keep.txt").write_text("PRECIOUS")
+    (o2 / ".work").symlink_to(vault)
     one_line_error(gen("curate", d, "--out", o2, "--config", c, "--quiet"), "symbolic link")
-    assert precious.read_text() == "PRECIOUS" or precious.read_text().endswith("at the end")
+    one_line_error(gen("curate", d, "--out", o2, "--config", c, "--quiet", "--overwrite"), "symbolic link")
+    assert [e.name for e in vault.iterdir()] == ["keep.txt"] and (vault / "keep.txt").read_text() == "PRECIOUS"
     fifo = tmp_path / "o3"
     fifo.mkdir()
     os.mkfifo(fifo / ".instructgen.lock")

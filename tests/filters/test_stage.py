@@ -106,39 +106,84 @@ def test_done_is_a_noop_other_config_refused_overwrite_keeps_cache(alpaca, tmp_p
     assert not list(tmp_path.glob(".cur.curate-cache*"))
 
 
-def test_an_interrupted_run_resumes_after_the_last_finished_filter(alpaca, tmp_path, monkeypatch):
+class Crash(Exception):
+    pass
+
+
+def _crash_after(monkeypatch, n: int) -> list:
+    """Let `n` shard jobs finish, then crash the run (as a kill would) at the next one."""
+    from instructgen.filters import shards
+    real, calls = shards.run_shard, []
+
+    def job(j):
+        if len(calls) >= n:
+            raise Crash(f"killed before pass {j['pass']} shard {j['shard']}")
+        calls.append((j["pass"], j["shard"]))
+        return real(j)
+    monkeypatch.setattr(shards, "run_shard", job)
+    return calls
+
+
+def test_an_interrupted_run_resumes_shard_by_shard(alpaca, tmp_path, monkeypatch):
+    full = curate(alpaca, tmp_path / "full", config=FAST, quiet=True, shard_size=2)
+    want = (tmp_path / "full" / "kept.jsonl").read_text(), (tmp_path / "full" / "rejected.jsonl").read_text()
+    shards_n = full["executor"]["shards"]
+    assert shards_n >= 3 and len(full["passes"]) == 3  # the test needs several shards and passes
     out = tmp_path / "cur"
-    full = curate(alpaca, out, config=FAST, quiet=True)
-    want = (out / "kept.jsonl").read_text(), (out / "rejected.jsonl").read_text()
-    lines = (out / "steps.jsonl").read_text().splitlines(keepends=True)
-    for name in ("completed", "kept.jsonl", "rejected.jsonl", "stats.json", "summary.json"):
-        (out / name).unlink()
-    (out / "steps.jsonl").write_text("".join(lines[:3]) + lines[3][:20])  # killed while writing step 4
+    with monkeypatch.context() as m:
+        _crash_after(m, shards_n + 1)  # all of pass 1 and exact_dedup's central step, one shard of pass 2
+        with pytest.raises(Crash):
+            curate(alpaca, out, config=FAST, quiet=True, shard_size=2)
+    assert not (out / "completed").exists() and (out / ".work" / "c2" / "done.json").exists()
     from instructgen.filters.exact import ExactDedupFilter
-    monkeypatch.setattr(ExactDedupFilter, "apply", lambda self, t: pytest.fail("finished filter re-run"))
-    resumed = curate(alpaca, out, config=FAST, quiet=True)
+    monkeypatch.setattr(ExactDedupFilter, "decide_rows", lambda self, rows: pytest.fail("finished step re-run"))
+    redone = _crash_after(monkeypatch, 10 ** 6)
+    resumed = curate(alpaca, out, config=FAST, quiet=True, shard_size=2)
     assert ((out / "kept.jsonl").read_text(), (out / "rejected.jsonl").read_text()) == want
+    # only the unfinished shards: pass 2 less its first shard, then the write pass
+    assert redone == [(1, s) for s in range(1, shards_n)] + [(2, s) for s in range(shards_n)]
+    assert [p["shards_run"] for p in resumed["passes"]] == [0, shards_n - 1, shards_n]
     assert [f["dropped"] for f in resumed["filters"]] == [f["dropped"] for f in full["filters"]]
-    assert len((out / "steps.jsonl").read_text().splitlines()) == len(FAST["filters"])
+    assert not (out / ".work").exists()  # the work folder goes once the outputs are written
 
 
-def test_ranks_and_keep_top_resume_from_the_step_records(alpaca, tmp_path):
+def test_ranks_and_keep_top_resume_from_the_central_decisions(alpaca, tmp_path, monkeypatch):
     ranked = json.loads(json.dumps(FAST))
     ranked["filters"][5]["keep_top"] = 5  # minhash: the 5 most novel of 6
     ranked["filters"][6]["keep_top"] = 0.5  # rouge_l: half of what reaches it
     out = tmp_path / "cur"
-    full = curate(alpaca, out, config=ranked, quiet=True)
+    full = curate(alpaca, tmp_path / "full", config=ranked, quiet=True, shard_size=3)
     assert full["filters"][5]["dropped"] == {"minhash_jaccard>=0.70": 1}  # 5 survive the threshold: all kept
     assert full["filters"][6]["dropped"] == {"rouge_l>0.70": 1, "below_top_3:rouge_l_max": 1}
-    kept = read(out / "kept.jsonl")
+    kept = read(tmp_path / "full" / "kept.jsonl")
     assert all(set(r["meta"]["rank"]) == {"readability", "minhash", "rouge_l"} for r in kept)  # every scoring filter
-    want = (out / "kept.jsonl").read_text(), (out / "rejected.jsonl").read_text()
-    lines = (out / "steps.jsonl").read_text().splitlines(keepends=True)
-    for name in ("completed", "kept.jsonl", "rejected.jsonl", "stats.json", "summary.json"):
-        (out / name).unlink()
-    (out / "steps.jsonl").write_text("".join(lines[:6]))  # killed before rouge_l: minhash's ranks are replayed
-    curate(alpaca, out, config=ranked, quiet=True)
+    want = (tmp_path / "full" / "kept.jsonl").read_text(), (tmp_path / "full" / "rejected.jsonl").read_text()
+    n = full["executor"]["shards"]
+    with monkeypatch.context() as m:
+        _crash_after(m, 2 * n)  # killed before the write pass: every central decision is on disk
+        with pytest.raises(Crash):
+            curate(alpaca, out, config=ranked, quiet=True, shard_size=3)
+    from instructgen.filters.minhash import MinHashFilter
+    from instructgen.filters.rouge import RougeNoveltyFilter
+    for cls in (MinHashFilter, RougeNoveltyFilter):
+        monkeypatch.setattr(cls, "decide_rows", lambda self, rows: pytest.fail("finished step re-run"))
+    curate(alpaca, out, config=ranked, quiet=True, shard_size=3)
     assert ((out / "kept.jsonl").read_text(), (out / "rejected.jsonl").read_text()) == want
+
+
+def test_a_shard_marker_from_another_run_is_refused_never_reused(alpaca, tmp_path, monkeypatch):
+    out = tmp_path / "cur"
+    with monkeypatch.context() as m:
+        _crash_after(m, 1)
+        with pytest.raises(Crash):
+            curate(alpaca, out, config=FAST, quiet=True, shard_size=2)
+    marker = out / ".work" / "p0" / "00000.done.json"
+    rec = json.loads(marker.read_text())
+    marker.write_text(json.dumps(dict(rec, identity="another-run")))
+    with pytest.raises(RunDirError, match="00000.done.json: this shard was done by another run"):
+        curate(alpaca, out, config=FAST, quiet=True, shard_size=2)
+    marker.write_text(json.dumps(rec))
+    assert curate(alpaca, out, config=FAST, quiet=True, shard_size=2)["kept"] == 4
 
 
 def test_dry_run_writes_nothing_and_prints_the_funnel(alpaca, tmp_path, capsys):
