@@ -36,7 +36,10 @@ EXIT_PIPE = 141  # stdout closed early (128 + SIGPIPE, what `yes | head` reports
 JSON_HELP = "print one JSON summary on stdout at the end (command, exit status, output, counts); the rest on stderr"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: list[str] | None = None) -> argparse.ArgumentParser:
+    """gen's parser; with `only`, just those commands get their arguments (the others are listed, with their
+    help): a command's flags are generated from its typed config, whose module then need not load for another
+    command or for `gen --help`."""
     from . import __version__
     parser = argparse.ArgumentParser(
         prog="gen", description="Turn seed tasks into a curated instruction-tuning dataset and a tuned student.")
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(f"instructgen.commands.{module}")
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if only is not None and name not in only:
+            continue
         mod.add_arguments(p)
         if not any("--json" in a.option_strings for a in p._actions):
             # SUPPRESS: `gen --json CMD` sets it and `gen CMD` must not reset it to False
@@ -56,6 +61,92 @@ def build_parser() -> argparse.ArgumentParser:
                            help=JSON_HELP)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+# ------------------------------------------------------------------------------ flags from a typed config
+
+def add_config_flags(p: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (), tweak: dict | None = None,
+                     preset_fields: tuple[str, ...] = ()) -> list[str]:
+    """One flag per field of the dataclass `cls`, but those in `skip`: `--kebab-name`, typed from the annotation
+    (bool: --x / --no-x; a list: comma-separated or repeated; a mapping: YAML such as '{device: cuda}'), its help
+    the field's doc and default. Every flag defaults to None (not given), so presets and --config apply.
+    `tweak[field]` adds argparse keywords (choices, metavar, help) and `aliases` (existing short forms: --lr);
+    `preset_fields` get "default: set by --preset". Returns the fields given a flag."""
+    import dataclasses
+    tweak = tweak or {}
+    group = p.add_argument_group(f"options ({cls.__name__}; also --config FILE, --set KEY=VALUE)")
+    done = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        kw = dict(_flag_kind(f.type, f.name), dest=f.name, default=None)
+        extra = dict(tweak.get(f.name, {}))
+        aliases = extra.pop("aliases", ())
+        kw["help"] = _flag_help(f, f.name in preset_fields)
+        kw.update(extra)
+        group.add_argument("--" + f.name.replace("_", "-"), *aliases, **kw)
+        done.append(f.name)
+    return done
+
+
+def flag_values(args, cls) -> dict:
+    """The given (not None) flag values of `cls`'s fields on parsed `args`."""
+    import dataclasses
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def _flag_kind(annotation: str, name: str) -> dict:
+    base = str(annotation).removesuffix(" | None")
+    kinds = {"bool": dict(action=argparse.BooleanOptionalAction), "int": dict(type=int, metavar="N"),
+             "float": dict(type=float, metavar="X"),
+             "str": dict(type=str), "list[str]": dict(action=_ListFlag, metavar="A,B"),
+             "str | list[str]": dict(type=_str_or_list, metavar="NAME|A,B"),
+             "dict": dict(type=_yaml_mapping, metavar="{KEY: VALUE}")}
+    if base not in kinds:
+        raise TypeError(f"option '{name}': no flag for the type {annotation}; add one to cli._flag_kind")
+    return kinds[base]
+
+
+def _flag_help(f, by_preset: bool) -> str:
+    import dataclasses
+    text = f.metadata.get("doc", "")
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if by_preset:
+        text += " (default: set by --preset)"
+    elif isinstance(default, (int, float, str)) and not isinstance(default, bool) and default != "":
+        text += f" (default {default})"
+    return text.replace("%", "%%")
+
+
+class _ListFlag(argparse.Action):
+    """A list option: `--x a,b` or `--x a --x b` (both give [a, b]); `--x ''` gives the empty list."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, self.dest, None) or [])
+        setattr(namespace, self.dest, items + [v for v in values.split(",") if v])
+
+
+def _str_or_list(value: str):
+    items = [v for v in value.split(",") if v]
+    return items[0] if len(items) == 1 else items
+
+
+def _yaml_mapping(value: str) -> dict:
+    import yaml
+    try:
+        data = yaml.safe_load(value)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{device: cuda}}', got {value!r}")
+    return data
+
+
+def add_set_flag(p: argparse.ArgumentParser, example: str) -> None:
+    """`--set KEY=VALUE` (repeatable) into `args.sets`."""
+    from .config import SET_HELP
+    p.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE",
+                   help=f"{SET_HELP} (e.g. --set {example})".replace("%", "%%"))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -78,7 +169,8 @@ def budget_reached() -> type[BaseException]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    word = _command_word(argv)
+    parser = build_parser(only=[word] if word else [])
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error argparse already explained on stderr

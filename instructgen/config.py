@@ -1,7 +1,12 @@
 """Typed configs with a doc per field, loaded from presets, YAML and flags, validated in one place.
 
-Precedence: dataclass defaults < preset < YAML file (--config) < command-line flags. The resolved values are
-written into the run folder's config.json, so a run shows exactly which constants it used.
+Precedence: dataclass defaults < preset < YAML file (--config) < command-line flags < `--set key=value`. The
+flags are generated from the dataclass fields (cli.add_config_flags); `--set` reaches every field, dotted for
+nested ones (a curate filter entry's options by its name, a `gen run` stage's options by the stage). The
+resolved values are written into the run folder's config.json, so a run shows exactly which constants it used.
+
+(Over 400 lines on purpose: the generation config, the YAML reader, the typed merge and the `--set` overrides
+share one notion of an option and its type, and read best together.)
 """
 
 from __future__ import annotations
@@ -219,15 +224,28 @@ def build(cls, sources: list[tuple[str, dict[str, Any]]]):
                 raise ConfigError(f"{label}: unknown option '{k}'. Known: {', '.join(sorted(names))}")
             values[key] = v
             origin[key] = label
+    missing = [f.name for f in fields(cls) if f.name not in values and _no_default(f)]
+    if missing:
+        raise ConfigError(f"option '{missing[0]}' is required")
     cfg = cls(**values)
     for f in fields(cls):
         v = getattr(cfg, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore
-        problem = _type_problem(v, default, f.type)
+        problem = _type_problem(v, _default(f), f.type)
         if problem:
             where = f"{origin[f.name]}: " if f.name in origin else ""
             raise ConfigError(f"{where}option '{f.name}' must be {problem}, got {v!r}")
     return cfg
+
+
+def _no_default(f) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore
+
+
+def _default(f) -> Any:
+    """A field's default value (None for a required field)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return None if f.default_factory is dataclasses.MISSING else f.default_factory()  # type: ignore
 
 
 # annotations checked beyond the default's type (`from __future__ import annotations` makes them strings)
@@ -239,6 +257,9 @@ def _type_problem(v, default, annotation) -> str | None:
     if annotation in _OPTIONAL:
         kind = _OPTIONAL[annotation]
         return None if v is None or _type_ok(v, kind()) else f"{kind.__name__} or null"
+    if annotation == "str | list[str]":
+        ok = isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+        return None if ok else "a string or a list of strings"
     if default is None or v is None:
         return None
     if not _type_ok(v, default):
@@ -258,17 +279,22 @@ def _type_ok(v, default) -> bool:
     return isinstance(v, type(default))
 
 
-def generation_config(flags: dict[str, Any], config_file: str | None = None) -> GenerationConfig:
-    """Resolve a GenerationConfig: defaults < preset < YAML < flags, then validate."""
+def generation_config(flags: dict[str, Any], config_file: str | None = None,
+                      sets: list[tuple[str, Any]] = (), label: str = "flags") -> GenerationConfig:
+    """Resolve a GenerationConfig: defaults < preset < YAML < flags < --set, then validate. `label` names the
+    flags' source in errors (`gen run` passes a stage section's name)."""
     file_values = load_yaml(config_file) if config_file else {}
-    preset = flags.get("preset") or file_values.get("preset") or "self-instruct"
+    set_vals = set_values(GenerationConfig, sets)
+    preset = set_vals.get("preset") or flags.get("preset") or file_values.get("preset") or "self-instruct"
     if preset not in PRESETS:
         raise ConfigError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}")
     cfg = build(GenerationConfig, [("preset " + preset, dict(PRESETS[preset], preset=preset)),
-                                   (f"--config {config_file}", file_values), ("flags", flags)])
+                                   (f"--config {config_file}", file_values), (label, flags),
+                                   ("--set", set_vals)])
     if cfg.template is None:
         cfg.template = DEFAULT_TEMPLATES[preset]
-    validate_generation(cfg)
+    with blaming(sets):
+        validate_generation(cfg)
     return cfg
 
 
@@ -326,3 +352,179 @@ def run_identity(cfg) -> dict[str, Any]:
     """The config a run folder is identified by: everything but the budget and price options, so a run stopped
     by --max-cost / --max-tokens resumes under the same command with a larger budget."""
     return {k: v for k, v in to_dict(cfg).items() if k not in BUDGET_FIELDS}
+
+
+# ------------------------------------------------------------------------------ --set KEY=VALUE, any option
+
+SET_HELP = ("set any option, VALUE read as YAML (16, 0.8, true, null, [q_proj, v_proj]); repeatable. "
+            "Precedence: defaults < preset < --config < flags < --set")
+
+
+def parse_sets(items: list[str] | None) -> list[tuple[str, Any]]:
+    """`--set KEY=VALUE` strings as (key, value) pairs, each value read as one YAML scalar, list or mapping."""
+    import yaml
+    out = []
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE (e.g. --set lora_r=16)")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {key}: invalid value {raw!r} ({getattr(e, 'problem', None) or e})") from None
+        out.append((key, value))
+    return out
+
+
+def unknown_key(label: str, name: str, known, what: str = "option", of: str = "") -> ConfigError:
+    """The one-line error of an unknown option `name` given by `label` (`--set KEY`, a file, a section): its
+    close matches first, then every known one."""
+    import difflib
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.7)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return ConfigError(f"{label}: unknown {what} '{name}'{of}{hint}. Known: {', '.join(known)}")
+
+
+def set_value(cls, key: str, name: str, value: Any) -> Any:
+    """`value` checked against field `name` of `cls` (the error names `--set key`); YAML's `1e-4` (a string to
+    YAML 1.1) is read as a float for a float option."""
+    by_name = {f.name: f for f in fields(cls)}
+    f = by_name.get(name.replace("-", "_"))
+    if f is None:
+        raise unknown_key(f"--set {key}", name, by_name)
+    default = _default(f)
+    if isinstance(value, str) and (isinstance(default, float) or f.type == "float | None"):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    problem = _type_problem(value, default, f.type)
+    if problem:
+        raise ConfigError(f"--set {key}: option '{f.name}' must be {problem}, got {value!r}")
+    return value
+
+
+def set_values(cls, sets: list[tuple[str, Any]]) -> dict[str, Any]:
+    """{field: value} of plain `--set` keys on `cls` (no dots), each checked; the last one of a key wins."""
+    out = {}
+    for key, value in sets:
+        out[key.replace("-", "_")] = set_value(cls, key, key, value)
+    return out
+
+
+class blaming:
+    """Re-raise a validation ConfigError about an option that a `--set` gave as `--set KEY: message`."""
+
+    def __init__(self, sets: list[tuple[str, Any]]):
+        self.keys = [k for k, _ in sets]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if kind is None or not issubclass(kind, ConfigError) or str(e).startswith("--set "):
+            return False
+        import re
+        msg = str(e)
+        for key in reversed(self.keys):
+            if msg.startswith(key + ":"):
+                raise ConfigError(f"--set {msg}") from None
+            name = key.rsplit(".", 1)[-1].replace("-", "_")
+            if re.search(rf"(?<![\w-])(--)?({re.escape(name)}|{re.escape(name.replace('_', '-'))})(?![\w-])", msg):
+                raise ConfigError(f"--set {key}: {msg}") from None
+        return False
+
+
+def resolve(cls, flags: dict[str, Any], config_file: str | None, sets: list[tuple[str, Any]], validate,
+            floats=None):
+    """A typed config: defaults < YAML (--config) < flags < --set, then `validate(cfg)`. `floats` fixes up the
+    YAML file's values first (TrainConfig reads `2e-4` as a float)."""
+    file_values = load_yaml(config_file) if config_file else {}
+    if floats is not None:
+        file_values = floats(file_values)
+    cfg = build(cls, [(f"--config {config_file}", file_values), ("flags", flags), ("--set", set_values(cls, sets))])
+    with blaming(sets):
+        validate(cfg)
+    return cfg
+
+
+# ------------------------------------------------------------------------ gen curate: the chain and how it runs
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class CurateOptions:
+    """`gen curate`: how the chain runs (not what it decides: same kept and rejected sets whatever these are)."""
+
+    executor: str = doc("local (processes on this machine) | ray (a Ray cluster: --ray-address, or a local one)",
+                        default="local")
+    workers: int = doc("worker processes of the local executor (ray: tasks at once)", default=1)
+    ray_address: str | None = doc("address of a running Ray cluster (ray://HOST:10001, HOST:6379 or auto); "
+                                  "None = start a local Ray", default=None)
+    shard_size: int = doc("records per shard: the unit that is read, written, marked complete and redone",
+                          default=10_000)
+    languagetool_url: str | None = doc("LanguageTool server for the grammar filter (default $LANGUAGETOOL_URL)",
+                                       default=None)
+    cache_dir: str | None = doc("signature/embedding cache folder (default OUT/.cache)", default=None)
+
+
+def validate_curate_options(c: CurateOptions) -> None:
+    checks = [
+        (c.executor in EXECUTORS, f"--executor {c.executor}: choose one of {', '.join(EXECUTORS)}"),
+        (c.workers >= 1, "--workers must be at least 1"),
+        (c.shard_size >= 1, "--shard-size must be at least 1"),
+        (c.ray_address is None or c.executor == "ray", "--ray-address applies to --executor ray only"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+
+
+def curate_overrides(chain, overrides: list[tuple[str, str, str, Any]]):
+    """The chain `chain` (a CurateConfig) with options of its entries replaced: each override is (label, entry
+    name, option, value), e.g. ("--set minhash.threshold", "minhash", "threshold", 0.8); `enabled` switches an
+    entry. Every override is checked at once: an unknown entry or option, a wrong type or a value the filter
+    refuses names its label."""
+    from .filters.chain import FILTERS, CurateConfig, FilterSpec, build_filter
+    if not overrides:
+        return chain
+    specs = {s.name: s for s in chain.filters}
+    changed: dict[str, FilterSpec] = {}
+    for label, name, option, value in overrides:
+        if name not in specs:
+            raise unknown_key(label, name, specs, what="filter entry")
+        spec = changed.get(name) or dataclasses.replace(specs[name], params=dataclasses.replace(specs[name].params))
+        option = option.replace("-", "_")
+        if option == "enabled":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{label}: 'enabled' must be true or false, got {value!r}")
+            spec.enabled = value
+        elif option in ("filter", "name"):
+            raise ConfigError(f"{label}: an entry's '{option}' cannot be set; write a --config chain instead")
+        else:
+            params = FILTERS[spec.filter].Params
+            if option not in {f.name for f in fields(params)}:
+                raise unknown_key(label, option, ["enabled"] + [f.name for f in fields(params)],
+                                  of=f" of filter {spec.filter}")
+            spec.params = build(params, [(spec.where, dataclasses.asdict(spec.params)), (label, {option: value})])
+        spec.where = label
+        changed[name] = spec
+    for spec in changed.values():
+        build_filter(spec)  # a value the filter refuses fails here, naming the --set
+    return CurateConfig([changed.get(s.name, s) for s in chain.filters],
+                        f"{chain.source} with {', '.join(o[0] for o in overrides)}")
+
+
+def curate_sets(sets: list[tuple[str, Any]]) -> tuple[list[tuple[str, str, str, Any]], dict[str, Any]]:
+    """gen curate's `--set`s split into filter-entry overrides (`NAME.OPTION`) and CurateOptions values."""
+    entries, plain = [], []
+    for key, value in sets:
+        if "." in key:
+            name, option = key.split(".", 1)
+            entries.append((f"--set {key}", name, option, value))
+        else:
+            plain.append((key, value))
+    return entries, set_values(CurateOptions, plain)

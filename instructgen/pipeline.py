@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,13 @@ ONE_PASS = ("alpaca", "magpie", "evol")  # presets whose records already carry t
 
 @dataclass
 class RunConfig:
-    """`gen run`: shared choices, plus per-stage overrides (each a mapping of that stage's own options)."""
+    """`gen run`: shared choices, plus per-stage sections (each a mapping of that stage's own options, which win
+    over the shared ones: a section's `teacher` or `seed` is that stage's)."""
 
     num: int = doc("instructions to keep", default=30)
     seeds: str | None = doc("seed file; None = packaged seeds", default=None)
-    teacher: str = doc("teacher spec for generation", default="smollm2-135m")
+    teacher: str = doc("teacher spec for both generation stages (unless a section names its own)",
+                       default="smollm2-135m")
     teacher_options: dict = doc("backend keywords for the teacher, e.g. {device: cuda, dtype: bfloat16} "
                                 "(transformers), {max_concurrency: 16, timeout_s: 120, api_key_env: MY_KEY} "
                                 "(openai), vllm.LLM / EngineArgs fields such as {gpu_memory_utilization: 0.8, "
@@ -39,20 +41,114 @@ class RunConfig:
     student: str = doc("student model spec for training", default="smollm2-135m")
     preset: str = doc("self-instruct | alpaca | magpie | evol (the last three write answers: no gen instances)",
                       default="self-instruct")
-    seed: int = doc("random seed for every stage", default=42)
+    seed: int = doc("random seed for every stage (unless a section sets its own)", default=42)
     train: bool = doc("train and evaluate the student (false stops after curation)", default=True)
-    instructions: dict = doc("GenerationConfig overrides for gen instructions", default_factory=dict)
-    instances: dict = doc("InstancesConfig overrides for gen instances", default_factory=dict)
-    curate: dict = doc("curate config overrides (same keys as gen curate's YAML)", default_factory=dict)
-    training: dict = doc("TrainConfig overrides for gen train", default_factory=dict)
+    instructions: dict = doc("GenerationConfig options of gen instructions", default_factory=dict)
+    instances: dict = doc("InstancesConfig options of gen instances", default_factory=dict)
+    curate: dict = doc("gen curate: `filters:` (a chain replacing the default, as in its YAML), CurateOptions "
+                       "(executor, workers, ray_address, shard_size, ...) and NAME: {OPTION: VALUE} changes to "
+                       "the chain's entry NAME", default_factory=dict)
+    training: dict = doc("TrainConfig options of gen train", default_factory=dict)
 
 
-def run_config(flags: dict[str, Any], config_file: str | None) -> RunConfig:
+STAGE_SECTIONS = {"instructions": "instructions", "instances": "instances", "curate": "curate", "train": "training",
+                  "training": "training"}  # --set STAGE.KEY: the stage's name (or its section's) -> RunConfig field
+
+
+def run_config(flags: dict[str, Any], config_file: str | None, sets: list[tuple[str, Any]] = (),
+               extra: dict[str, dict] | None = None) -> RunConfig:
+    """Resolve a RunConfig: defaults < run.yaml < flags < `extra` (per-stage values of flags, such as
+    --benchmark) < --set. A --set key is a RunConfig option (num, teacher...) or STAGE.KEY, checked here
+    against the stage's typed config (STAGE: instructions, instances, curate, train)."""
     file_values = load_yaml(config_file) if config_file else {}
     cfg = build(RunConfig, [(f"--config {config_file}", file_values), ("flags", flags)])
+    for section, values in (extra or {}).items():
+        setattr(cfg, section, {**getattr(cfg, section), **values})
+    for key, value in sets:
+        apply_set(cfg, key, value)
     if cfg.preset not in ONE_PASS + ("self-instruct",):
         raise ConfigError(f"preset '{cfg.preset}': choose self-instruct, {', '.join(ONE_PASS)}")
     return cfg
+
+
+def apply_set(cfg: RunConfig, key: str, value: Any) -> None:
+    """One `--set KEY=VALUE` into `cfg`: a RunConfig option, or a stage's (into its section)."""
+    from .config import CurateOptions, GenerationConfig, set_value, unknown_key
+    from .generator.instances import InstancesConfig
+    from .trainer.config import TrainConfig
+    if "." not in key:
+        setattr(cfg, key.replace("-", "_"), set_value(RunConfig, key, key, value))
+        return
+    stage, rest = key.split(".", 1)
+    if stage not in STAGE_SECTIONS:
+        raise unknown_key(f"--set {key}", stage, ("instructions", "instances", "curate", "train"), what="stage")
+    section = STAGE_SECTIONS[stage]
+    values = dict(getattr(cfg, section) or {})
+    if section == "curate":
+        if "." in rest:  # NAME.OPTION of a filter entry: checked against the chain in resolve_stages
+            name, option = rest.split(".", 1)
+            entry = values.get(name)
+            values[name] = {**(entry if isinstance(entry, dict) else {}), option: value}
+        elif rest == "filters":
+            values[rest] = value
+        else:
+            values[rest] = set_value(CurateOptions, key, rest, value)
+    else:
+        cls = {"instructions": GenerationConfig, "instances": InstancesConfig, "training": TrainConfig}[section]
+        rest = rest.replace("-", "_")
+        values[rest] = set_value(cls, key, rest, value)
+    setattr(cfg, section, values)
+
+
+@dataclass
+class Stages:
+    """Every stage's resolved, validated config."""
+
+    instructions: Any  # GenerationConfig
+    instances: Any  # InstancesConfig
+    chain: Any  # CurateConfig
+    curate: Any  # CurateOptions
+    train: Any  # TrainConfig
+
+
+def resolve_stages(cfg: RunConfig) -> Stages:
+    """Each stage's typed config: its defaults < the run's shared values (teacher, teacher_options, seed,
+    student...) < its own section, so a per-stage teacher or seed wins. Validated here, before any model call."""
+    from .config import (CurateOptions, GenerationConfig, curate_overrides, generation_config, unknown_key,
+                         validate_curate_options)
+    from .filters.chain import load_config
+    from .generator.instances import InstancesConfig, validate_instances
+    from .trainer.config import TrainConfig, yaml_floats, validate as validate_training
+
+    def own(section: str, cls) -> dict:
+        values = getattr(cfg, section)
+        known = {f.name for f in fields(cls)}
+        for k in values:
+            if not isinstance(k, str) or k.replace("-", "_") not in known:
+                raise unknown_key(section, str(k), known)
+        return {k.replace("-", "_"): v for k, v in values.items()}
+
+    shared = {"teacher": cfg.teacher, "teacher_options": cfg.teacher_options}
+    gen = generation_config({**dict(shared, num=cfg.num, seeds=cfg.seeds, preset=cfg.preset, seed=cfg.seed),
+                             **own("instructions", GenerationConfig)}, label="instructions")
+    inst = build(InstancesConfig, [("instances", {**shared, **own("instances", InstancesConfig)})])
+    validate_instances(inst)
+    train = build(TrainConfig, [("training", {"student": cfg.student, "seed": cfg.seed,
+                                              **yaml_floats(own("training", TrainConfig))})])
+    validate_training(train)
+    section = dict(cfg.curate)
+    chain_values = {"filters": section.pop("filters")} if "filters" in section else None
+    option_names = {f.name for f in fields(CurateOptions)}
+    options = {k: section.pop(k) for k in list(section) if k in option_names}
+    overrides = []
+    for name, changes in section.items():
+        if not isinstance(changes, dict):
+            raise unknown_key("curate", str(name), ["filters", *sorted(option_names), "NAME: {OPTION: VALUE}"])
+        overrides += [(f"curate.{name}.{option}", str(name), str(option), v) for option, v in changes.items()]
+    chain = curate_overrides(load_config(chain_values), overrides)
+    cur = build(CurateOptions, [("curate", options)])
+    validate_curate_options(cur)
+    return Stages(gen, inst, chain, cur, train)
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -63,39 +159,35 @@ def _say(msg: str, quiet: bool) -> None:
 @releases_locks
 def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet: bool = False) -> dict:
     """Run or resume every stage into `out`; returns {stage: summary}. Validation happens before any model call."""
-    from .config import generation_config
     from .filters.stage import curate
     from .generator.bootstrap import generate_instructions
-    from .generator.instances import InstancesConfig, generate_instances, validate_instances
+    from .generator.instances import generate_instances
+    from .generator.teachers import validate_options, validate_spec
     from .report import write_report
-    from .trainer import TrainConfig, train
-    from .trainer.config import validate as validate_training
+    from .trainer import train
 
     out = Path(out)
-    # every stage's config is resolved and validated before the first model call
-    gen_cfg = generation_config(dict(cfg.instructions, num=cfg.num, seeds=cfg.seeds, teacher=cfg.teacher,
-                                     preset=cfg.preset, seed=cfg.seed))
-    inst_cfg = build(InstancesConfig, [("instances", dict(cfg.instances, teacher=cfg.teacher))])
-    validate_instances(inst_cfg)
-    train_cfg = build(TrainConfig, [("training", dict(cfg.training, student=cfg.student, seed=cfg.seed))])
-    validate_training(train_cfg)
-    from .generator.teachers import validate_options, validate_spec
-    validate_spec(cfg.teacher)  # an unknown or secret-holding spec fails before anything is written
-    validate_options(cfg.teacher, cfg.teacher_options)
+    st = resolve_stages(cfg)  # every stage's config is resolved and validated before the first model call
+    gen_cfg, inst_cfg = st.instructions, st.instances
+    one_pass = gen_cfg.preset in ONE_PASS
+    for c in (gen_cfg,) if one_pass else (gen_cfg, inst_cfg):
+        validate_spec(c.teacher)  # an unknown or secret-holding spec fails before anything is written
+        validate_options(c.teacher, c.teacher_options)
     top = RunDir(out, "run")
-    top.check_path(inputs=[cfg.seeds] + [v for v in (cfg.instructions.get("template"),
-                                                     cfg.training.get("chat_template"))
-                                          if isinstance(v, str) and Path(v).exists()])
+    top.check_path(inputs=[gen_cfg.seeds] + [v for v in (gen_cfg.template, st.train.chat_template)
+                                             if isinstance(v, str) and Path(v).exists()])
     top.open(asdict(cfg), overwrite=overwrite)  # refuses a different config before any stage starts
     t0 = time.perf_counter()
     summaries: dict[str, Any] = {}
 
-    stages = ["instructions"] + (["instances"] if cfg.preset not in ONE_PASS else [])
-    # One teacher for both generation stages, closed before curation and training (a vLLM engine or a CUDA
-    # model would otherwise hold its memory through them); not loaded at all when both stages are finished.
+    stages = ["instructions"] + ([] if one_pass else ["instances"])
+    # One teacher for both generation stages when they name the same one, closed before curation and training (a
+    # vLLM engine or a CUDA model would otherwise hold its memory through them); not loaded at all when both
+    # stages are finished. A stage with a teacher of its own (a per-stage `teacher:`) builds and closes it itself.
     teacher = None
-    if not all((out / s / "completed").exists() for s in stages):
-        teacher = shared_teacher(cfg, gen_cfg, inst_cfg)
+    shared = one_pass or (gen_cfg.teacher, gen_cfg.teacher_options) == (inst_cfg.teacher, inst_cfg.teacher_options)
+    if shared and not all((out / s / "completed").exists() for s in stages):
+        teacher = shared_teacher(gen_cfg, None if one_pass else inst_cfg)
     try:
         _say(f"1/5 instructions -> {out / 'instructions'}", quiet)
         summaries["instructions"] = generate_instructions(gen_cfg, out / "instructions", overwrite=overwrite,
@@ -110,10 +202,11 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
         if teacher is not None:
             teacher.close()
     _say(f"3/5 curate -> {out / 'curated'}", quiet)
-    summaries["curate"] = curate(data, out / "curated", config=cfg.curate or None, overwrite=overwrite, quiet=quiet)
+    summaries["curate"] = curate(data, out / "curated", config=st.chain, overwrite=overwrite, quiet=quiet,
+                                 **asdict(st.curate))
     if cfg.train:
         _say(f"4/5 train -> {out / 'train'}", quiet)
-        summaries["train"] = train(train_cfg, out / "curated", out / "train", overwrite=overwrite, quiet=quiet)
+        summaries["train"] = train(st.train, out / "curated", out / "train", overwrite=overwrite, quiet=quiet)
     _say(f"5/5 report -> {out / 'report.html'}", quiet)
     report = write_report(out, out / "report.html")
     summaries["wall_seconds_this_session"] = round(time.perf_counter() - t0, 1)
@@ -123,14 +216,15 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     return summaries
 
 
-def shared_teacher(cfg: RunConfig, gen_cfg: Any, inst_cfg: Any):
-    """The teacher both generation stages use: `teacher_options` for the backend, the larger of the two stages'
-    batch sizes (each stage's calls then fit one backend batch, as with a teacher of its own), prices and rps
-    from the instructions stage (the budget limits themselves are checked by each stage)."""
+def shared_teacher(gen_cfg: Any, inst_cfg: Any | None):
+    """The teacher both generation stages use (they name the same teacher and teacher_options): the larger of
+    the two stages' batch sizes (each stage's calls then fit one backend batch, as with a teacher of its own),
+    prices and rps from the instructions stage (the budget limits themselves are checked by each stage)."""
     from .generator.teachers import Budget, make_teacher
     budget = Budget(getattr(gen_cfg, "price_input_per_m", 0.0), getattr(gen_cfg, "price_output_per_m", 0.0))
-    return make_teacher(cfg.teacher, budget=budget, rps=getattr(gen_cfg, "rps", None),
-                        batch_size=max(gen_cfg.batch_size, inst_cfg.batch_size), **cfg.teacher_options)
+    batch = max(gen_cfg.batch_size, inst_cfg.batch_size) if inst_cfg is not None else gen_cfg.batch_size
+    return make_teacher(gen_cfg.teacher, budget=budget, rps=getattr(gen_cfg, "rps", None), batch_size=batch,
+                        **gen_cfg.teacher_options)
 
 
 def where(out: Path, report: Path) -> str:

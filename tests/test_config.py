@@ -72,3 +72,14 @@ def test_budget_options_are_validated_and_left_out_of_the_run_identity():
     assert generation_config({"rps": 2.0, "teacher": "openai:http://127.0.0.1:9/v1@m"}).rps == 2.0
     with pytest.raises(ConfigError, match="option 'max_cost' must be float or null"):
         generation_config({"max_cost": "lots"})
+
+
+def test_set_values_are_yaml_checked_against_the_field():
+    from instructgen.config import parse_sets, set_values
+    sets = parse_sets(["temperature=0.9", "stop=[a, b]", "max_cost=null", "seeds=", "mean_similarity=false"])
+    assert set_values(GenerationConfig, sets) == {"temperature": 0.9, "stop": ["a", "b"], "max_cost": None,
+                                                  "seeds": None, "mean_similarity": False}
+    with pytest.raises(ConfigError, match=r"--set stop: option 'stop' must be a list of strings, got \[1\]"):
+        set_values(GenerationConfig, parse_sets(["stop=[1]"]))
+    with pytest.raises(ConfigError, match="--set temprature: unknown option 'temprature' .did you mean 'temperature'"):
+        set_values(GenerationConfig, parse_sets(["temprature=1"]))

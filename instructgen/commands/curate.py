@@ -16,30 +16,63 @@ Every record reaching a scoring filter keeps that filter's score and rank (meta.
 
 OUT: kept.jsonl, rejected.jsonl, stats.json (per filter: records in, dropped per reason, seconds), the resolved
 config (config.json, curate.yaml). Re-running the same command resumes or does nothing; another config is
-refused unless --overwrite. MinHash signatures and embeddings are cached by text hash in OUT/.cache (kept across
+refused unless --overwrite. --set NAME.OPTION=VALUE changes one option of the entry named NAME (its `name:`,
+else its filter), on top of the default or --config: --set minhash.threshold=0.8, --set embedding.enabled=false.
+Executor: --executor local --workers N (processes here) or --executor ray [--ray-address URL] (a running Ray
+cluster, else a local one); the kept and rejected sets are the same whatever the executor. Precedence: the
+packaged default or --config < flags < --set. MinHash signatures and embeddings are cached by text hash in OUT/.cache (kept across
 --overwrite), so a new threshold costs no hashing or encoding."""
 
 
+TWEAKS = {"executor": {"choices": ["local", "ray"]}, "ray_address": {"metavar": "URL"},
+          "languagetool_url": {"metavar": "URL"}, "cache_dir": {"metavar": "DIR"}}
+FLAG_EXCLUSIONS: dict[str, str] = {}  # every CurateOptions option has a flag; the chain's: --config and --set
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_config_flags, add_set_flag
+    from ..config import CurateOptions
     p.add_argument("input", nargs="?", help="records file or folder to curate")
     p.add_argument("--out", help="output folder (created; resumed when it exists)")
     p.add_argument("--config", help="YAML filter chain (replaces the default; see --print-config)")
+    add_set_flag(p, "minhash.threshold=0.8, --set embedding.enabled=false, --set workers=2; a filter's option "
+                    "is ENTRY_NAME.OPTION")
     p.add_argument("--dry-run", action="store_true", help="run the chain and print the funnel; write nothing")
     p.add_argument("--overwrite", action="store_true", help="discard an existing output folder with another config")
-    p.add_argument("--languagetool-url", help="LanguageTool server for the grammar filter (default $LANGUAGETOOL_URL)")
-    p.add_argument("--cache-dir", help="signature/embedding cache folder (default OUT/.cache)")
     p.add_argument("--print-config", action="store_true", help="print the default chain (or --config's) as YAML")
     p.add_argument("--quiet", action="store_true", help="no progress bars or funnel")
+    add_config_flags(p, CurateOptions, skip=tuple(FLAG_EXCLUSIONS), tweak=TWEAKS)
+
+
+def resolve(args):
+    """(the chain, CurateOptions): packaged default or --config < --set NAME.OPTION; defaults < flags < --set."""
+    from ..cli import flag_values
+    from ..config import (ConfigError, CurateOptions, blaming, build, curate_overrides, curate_sets, parse_sets,
+                          validate_curate_options)
+    from ..filters.chain import load_config
+    sets = parse_sets(args.sets)
+    try:
+        entries, plain = curate_sets(sets)
+    except ConfigError as e:
+        raise ConfigError(f"{e}; a filter entry's option is --set NAME.OPTION (e.g. minhash.threshold)") from None
+    chain = curate_overrides(load_config(args.config), entries)
+    options = build(CurateOptions, [("flags", flag_values(args, CurateOptions)), ("--set", plain)])
+    with blaming(sets):
+        validate_curate_options(options)
+    return chain, options
 
 
 def run(args) -> int:
+    from dataclasses import asdict
+
     from ..config import ConfigError
+    chain, options = resolve(args)
     if args.print_config:
-        from ..filters.chain import DEFAULT_CONFIG, load_config
-        if args.config:
+        if args.config or args.sets:
             import yaml
-            print(yaml.safe_dump(load_config(args.config).to_dict(), sort_keys=False, allow_unicode=True), end="")
+            print(yaml.safe_dump(chain.to_dict(), sort_keys=False, allow_unicode=True), end="")
         else:
+            from ..filters.chain import DEFAULT_CONFIG
             print(DEFAULT_CONFIG.read_text(encoding="utf-8"), end="")
         return 0
     if not args.input:
@@ -47,6 +80,8 @@ def run(args) -> int:
     if not args.out and not args.dry_run:
         raise ConfigError("--out DIR is required (or --dry-run)")
     from ..filters.stage import curate
-    curate(args.input, args.out, config=args.config, overwrite=args.overwrite, dry_run=args.dry_run,
-           quiet=args.quiet, languagetool_url=args.languagetool_url, cache_dir=args.cache_dir)
+    # a --config file stays the config argument (curate() guards it against --overwrite); --set needs the chain
+    config = chain if args.sets else args.config
+    curate(args.input, args.out, config=config, overwrite=args.overwrite, dry_run=args.dry_run, quiet=args.quiet,
+           **asdict(options))
     return 0

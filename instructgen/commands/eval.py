@@ -27,39 +27,35 @@ instruction type, and the floor: a fixed trivial answer ("I cannot help with tha
 
 OUT (default runs/eval-SUITE-MODEL): answers.jsonl, scores.json (every number, the suite's version and size,
 model and adapter hashes, seconds per answer), scores.txt (the table). Re-running the same command resumes or
-does nothing; a changed suite file, model or setting is refused unless --overwrite."""
+does nothing; a changed suite file, model or setting is refused unless --overwrite. Every EvalConfig option is a
+flag below and a --set KEY=VALUE (precedence: defaults < flags < --set)."""
+
+
+TWEAKS = {"adapter": {"metavar": "DIR"}, "device": {"choices": ["cpu", "cuda"]},
+          "judge": {"metavar": "TEACHER_SPEC"}, "against": {"metavar": "MODEL2"}, "against_adapter": {"metavar": "DIR"}}
+# EvalConfig options without a flag, and why
+FLAG_EXCLUSIONS = {"model": "the MODEL positional (or --set model=...)"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_config_flags, add_set_flag
+    from ..eval import EvalConfig
     p.add_argument("model", metavar="MODEL", nargs="?", help="student spec (see above)")
-    p.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder to apply to MODEL")
-    p.add_argument("--suite", help="ifbench | ifbench:N | ifeval:FILE | reference:FILE | judge:FILE "
-                                   "(default ifbench:16)")
     p.add_argument("--out", help="output folder (default runs/eval-SUITE-MODEL; resumed when it exists)")
-    p.add_argument("--max-new-tokens", type=int, help="answer length cap in tokens (default 256)")
-    p.add_argument("--batch-size", type=int, help="prompts per generate call (default 8)")
-    p.add_argument("--limit", type=int, help="only the suite's first N prompts")
-    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--chat-template", help="Jinja chat template file used instead of MODEL's own (as in gen train)")
-    p.add_argument("--cache-dir", help="answer cache folder (default $INSTRUCTGEN_CACHE/answers)")
-    p.add_argument("--judge", metavar="TEACHER_SPEC", help="judge:FILE: the judge (transformers:MODEL | "
-                                                           "vllm:MODEL | openai:URL@MODEL)")
-    p.add_argument("--against", metavar="MODEL2", help="judge:FILE: the model to compare MODEL with")
-    p.add_argument("--against-adapter", metavar="DIR", help="judge:FILE: a LoRA adapter for MODEL2")
-    p.add_argument("--judge-template", help="judge:FILE: judge prompt template name or file (judge_pairwise)")
+    add_set_flag(p, "max_new_tokens=512")
     p.add_argument("--overwrite", action="store_true", help="discard an existing OUT with another config or input")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
-
-
-FLAGS = ("adapter", "suite", "max_new_tokens", "batch_size", "limit", "device", "chat_template", "cache_dir", "judge",
-         "against", "against_adapter", "judge_template")
+    add_config_flags(p, EvalConfig, skip=tuple(FLAG_EXCLUSIONS), tweak=TWEAKS)
 
 
 def run(args) -> int:
-    from ..config import ConfigError
+    from ..cli import flag_values
+    from ..config import ConfigError, build, parse_sets, set_values
     from ..eval import EvalConfig, run_eval
-    if not args.model:
+    sets = set_values(EvalConfig, parse_sets(args.sets))
+    flags = dict(flag_values(args, EvalConfig), model=args.model)
+    if not args.model and "model" not in sets:
         raise ConfigError("MODEL is required (e.g. smollm2-135m, a model folder or a gen train folder)")
-    cfg = EvalConfig(model=args.model, **{k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None})
+    cfg = build(EvalConfig, [("flags", flags), ("--set", sets)])
     run_eval(cfg, args.out, overwrite=args.overwrite, quiet=args.quiet)
     return 0

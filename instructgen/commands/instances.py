@@ -12,28 +12,26 @@ Self-Instruct seed file, Alpaca JSON, a .txt with one instruction per line. For 
 instances: is it classification (a few-shot Yes/No prompt, greedy, 3 tokens; skipped when the record already
 says, or with --assume-classification), then up to --max-instances instances, greedy: label first for
 classification tasks, input first otherwise. Dropped instances and tasks are counted by reason. Writes
-OUT/tasks.jsonl, OUT/rejected.jsonl and OUT/summary.json; re-running the same command resumes or does nothing."""
+OUT/tasks.jsonl, OUT/rejected.jsonl and OUT/summary.json; re-running the same command resumes or does nothing.
+Every InstancesConfig option is a flag below and a --set KEY=VALUE; precedence: defaults < --config < flags <
+--set."""
+
+
+TWEAKS = {"assume_classification": {"choices": ["auto", "yes", "no"]}, "teacher": {"metavar": "SPEC"}}
+FLAG_EXCLUSIONS: dict[str, str] = {}  # every InstancesConfig option has a flag
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_config_flags, add_set_flag
+    from ..generator.instances import InstancesConfig
     p.add_argument("input", metavar="INPUT", help="gen instructions folder or records file")
     p.add_argument("--out", help="run folder (default: INPUT/instances when INPUT is a folder; required otherwise)")
-    p.add_argument("--teacher", help="transformers:MODEL | vllm:MODEL | openai:URL@MODEL (default smollm2-135m)")
-    p.add_argument("--batch-size", type=int, help="tasks per teacher call (default 16)")
-    p.add_argument("--assume-classification", choices=["auto", "yes", "no"],
-                   help="yes/no: set is_classification on tasks lacking it without asking the teacher (default auto)")
-    p.add_argument("--max-instances", type=int, help="instances per task (default 5)")
-    p.add_argument("--max-new-tokens", type=int, help="instance-generation token budget (default 300)")
-    from .instructions import add_budget_arguments
-    add_budget_arguments(p)
     p.add_argument("--config", help="YAML file of InstancesConfig options (flags win)")
+    add_set_flag(p, "max_instances=3")
     p.add_argument("--overwrite", action="store_true", help="discard an existing run folder with another config")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-
-
-FLAGS = ("teacher", "batch_size", "assume_classification", "max_instances", "max_new_tokens", "price_input_per_m",
-         "price_output_per_m", "max_cost", "max_tokens", "rps")
+    add_config_flags(p, InstancesConfig, skip=tuple(FLAG_EXCLUSIONS), tweak=TWEAKS)
 
 
 def default_out(input_path: str, out: str | None) -> str:
@@ -48,10 +46,12 @@ def default_out(input_path: str, out: str | None) -> str:
 def run(args) -> int:
     import json
 
-    from ..config import to_dict
-    from ..generator.instances import generate_instances, instances_config
+    from ..cli import flag_values
+    from ..config import parse_sets, resolve, to_dict
+    from ..generator.instances import InstancesConfig, generate_instances, validate_instances
 
-    cfg = instances_config({k: getattr(args, k) for k in FLAGS}, args.config)
+    cfg = resolve(InstancesConfig, flag_values(args, InstancesConfig), args.config, parse_sets(args.sets),
+                  validate_instances)
     if args.print_config:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0

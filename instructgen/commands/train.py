@@ -22,35 +22,23 @@ examples for the embedded student on one core) so a demo finishes in minutes; pa
 
 OUT gets the adapter (with the tokenizer and chat template), metrics.json (held-out loss and perplexity before
 and after), eval.jsonl (answers before and after), train_log.jsonl and checkpoints. Re-running the same command
-resumes from the last checkpoint, or does nothing when complete. All options: --print-config; YAML: --config."""
+resumes from the last checkpoint, or does nothing when complete. Every TrainConfig option is a flag below and a
+--set KEY=VALUE; the resolved values: --print-config. Precedence: defaults < --config < flags < --set."""
+
+
+# options of TrainConfig that keep a short form or a fixed set of values
+TWEAKS = {"learning_rate": {"aliases": ["--lr"]}, "quantization": {"choices": ["auto", "nf4", "none"]},
+          "student": {"metavar": "SPEC"}, "chat_template": {"metavar": "FILE"}}
+FLAG_EXCLUSIONS: dict[str, str] = {}  # every TrainConfig option has a flag
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_config_flags, add_set_flag
+    from ..trainer.config import TrainConfig
     p.add_argument("data", metavar="DATA", help="stage folder or records file (JSONL, Alpaca JSON, messages JSONL)")
     p.add_argument("--out", required=True, help="output folder (created; resumed when it exists)")
-    p.add_argument("--student", help="student spec: smollm2-135m (default), a local HF folder, a .gguf file or a "
-                                     "hub id in the local cache")
-    p.add_argument("--quantization", choices=["auto", "nf4", "none"],
-                   help="auto (default): nf4 on CUDA, none (fp32 LoRA) on CPU")
-    p.add_argument("--epochs", type=float, help="passes over the data (default 3)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps, overriding --epochs (default 0 = use epochs)")
-    p.add_argument("--cpu-max-steps", type=int, help="cap on steps when training on CPU (default 4; 0 = none)")
-    p.add_argument("--batch-size", type=int, help="examples per device step (default 4)")
-    p.add_argument("--grad-accum", type=int, help="device steps per optimizer step (default 4)")
-    p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, help="peak learning rate (2e-4)")
-    p.add_argument("--lora-r", type=int, help="LoRA rank (64)")
-    p.add_argument("--lora-alpha", type=int, help="LoRA alpha (16)")
-    p.add_argument("--lora-dropout", type=float, help="LoRA dropout (0.1)")
-    p.add_argument("--max-seq-length", type=int, help="tokens per example (512)")
-    p.add_argument("--heldout-share", type=float, help="share held out for evaluation (0.05)")
-    p.add_argument("--eval-generations", type=int, help="held-out answers before/after in eval.jsonl (20)")
-    p.add_argument("--benchmark", help="gen eval suite scored before and after training: ifbench:N (default "
-                                       "ifbench:16), ifbench (all 294), ifeval:FILE, reference:FILE, or none")
-    p.add_argument("--save-steps", type=int, help="checkpoint every N steps (5)")
-    p.add_argument("--system", help="system prompt of every example (default: each record's own, if any)")
-    p.add_argument("--chat-template", help="Jinja chat template file to use instead of the student's")
-    p.add_argument("--seed", type=int, help="random seed (42)")
     p.add_argument("--config", help="YAML file of TrainConfig options (flags win)")
+    add_set_flag(p, "lora_r=16")
     p.add_argument("--merge", action="store_true", help="also write OUT/merged: base + adapter in full precision")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload the adapter with a model card to OWNER/NAME "
                                                          "as one commit (token from HF_TOKEN or `hf auth login`, "
@@ -59,18 +47,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard an existing OUT trained with another config")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--quiet", action="store_true", help="no preflight report, progress bar or summary")
-
-
-FLAGS = ("student", "quantization", "epochs", "max_steps", "cpu_max_steps", "batch_size", "grad_accum",
-         "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "max_seq_length", "heldout_share",
-         "eval_generations", "benchmark", "save_steps", "chat_template", "system", "seed")
+    add_config_flags(p, TrainConfig, skip=tuple(FLAG_EXCLUSIONS), tweak=TWEAKS)
 
 
 def run(args) -> int:
     import json
 
-    from ..trainer.config import train_config
-    cfg = train_config({k: getattr(args, k) for k in FLAGS}, args.config)
+    from ..cli import flag_values
+    from ..config import parse_sets
+    from ..trainer.config import TrainConfig, train_config
+    cfg = train_config(flag_values(args, TrainConfig), args.config, parse_sets(args.sets))
     if args.print_config:
         from ..config import to_dict
         print(json.dumps(to_dict(cfg), indent=2))

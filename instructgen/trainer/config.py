@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..config import ConfigError, build, doc, load_yaml
+from ..config import ConfigError, doc, resolve
 
 QUANTIZATIONS = ("auto", "nf4", "none")
 
@@ -29,9 +29,10 @@ class TrainConfig:
     lora_alpha: int = doc("LoRA alpha (QLoRA appendix B.2: 16 for every model size)", default=16)
     lora_dropout: float = doc("LoRA dropout (QLoRA appendix B.2: 0.1 up to 13B, 0.05 for 33B and 65B)",
                               default=0.1)
-    lora_target_modules: str = doc("modules given LoRA; all-linear = every linear layer but the LM head "
-                                   "(QLoRA section 4: LoRA on all linear layers is needed to match full "
-                                   "finetuning)", default="all-linear")
+    lora_target_modules: str | list[str] = doc("modules given LoRA: all-linear = every linear layer but the LM "
+                                               "head (QLoRA section 4: LoRA on all linear layers is needed to "
+                                               "match full finetuning), or a list of module names such as "
+                                               "[q_proj, v_proj]", default="all-linear")
     learning_rate: float = doc("peak learning rate (QLoRA appendix B.2: 2e-4 for 7B and 13B, 1e-4 above)",
                                default=2e-4)
     lr_scheduler: str = doc("learning-rate schedule; QLoRA's scripts pass `--lr_scheduler_type constant "
@@ -81,15 +82,13 @@ class TrainConfig:
     seed: int = doc("seed for the held-out split, LoRA init and data order", default=42)
 
 
-def train_config(flags: dict[str, Any], config_file: str | None = None) -> TrainConfig:
-    """Resolve a TrainConfig: defaults < YAML (--config) < flags, then validate."""
-    file_values = _floats(load_yaml(config_file)) if config_file else {}
-    cfg = build(TrainConfig, [(f"--config {config_file}", file_values), ("flags", flags)])
-    validate(cfg)
-    return cfg
+def train_config(flags: dict[str, Any], config_file: str | None = None,
+                 sets: list[tuple[str, Any]] = ()) -> TrainConfig:
+    """Resolve a TrainConfig: defaults < YAML (--config) < flags < --set, then validate."""
+    return resolve(TrainConfig, flags, config_file, list(sets), validate, floats=yaml_floats)
 
 
-def _floats(values: dict[str, Any]) -> dict[str, Any]:
+def yaml_floats(values: dict[str, Any]) -> dict[str, Any]:
     """YAML 1.1 reads `2e-4` (no dot) as a string; accept it for float options."""
     kinds = {f.name: f.default for f in fields(TrainConfig)}
     out = dict(values)

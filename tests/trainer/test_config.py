@@ -58,3 +58,11 @@ def test_auto_resolves_per_device():
     assert plan(TrainConfig(max_steps=500), cuda=False).max_steps == TrainConfig().cpu_max_steps
     assert plan(TrainConfig(max_steps=500, cpu_max_steps=0), cuda=False).max_steps == 500
     assert plan(TrainConfig(max_steps=500), cuda=True).max_steps == 500
+
+
+def test_target_modules_take_all_linear_or_a_list_of_names():
+    assert train_config({}).lora_target_modules == "all-linear"
+    assert train_config({}, None, [("lora_target_modules", ["q_proj", "v_proj"])]).lora_target_modules == \
+        ["q_proj", "v_proj"]  # peft's LoraConfig takes either
+    with pytest.raises(ConfigError, match="lora_target_modules' must be a string or a list of strings"):
+        train_config({"lora_target_modules": [1, 2]})
