@@ -8,9 +8,10 @@ outputs, and a `completed` marker written last. Opening a folder again:
 - started with the same config and inputs -> resume from the log;
 - a different config, or a changed input (seeds, templates, records) -> refused with the differences named,
   unless `overwrite=True`;
-- `overwrite=True` removes only the entries this stage writes (`OWNED`), and refuses a folder that holds
-  anything else, naming it; a non-empty folder without our marker is refused whole (we never delete what we did
-  not write).
+- `overwrite=True` removes only the entries this stage writes (its `owned` in instructgen.stage.STAGES), and
+  refuses a folder that holds anything else, naming it; a non-empty folder without our marker is refused whole
+  (we never delete what we did not write).
+The order of these steps around a stage's own work is instructgen/stage.py's (the one lifecycle).
 One process per folder: `open` takes an OS lock (`flock` on `.instructgen.lock`, released by the kernel when the
 process dies, kill -9 included); a second process stops at once, naming the folder and the holder's pid.
 """
@@ -126,18 +127,20 @@ MARKER = ".instructgen"  # {"tool": "instructgen", "stage": ...}: written first,
 LOCK = ".instructgen.lock"  # flock'ed while a process writes the folder; holds that process's pid
 COMMON = (MARKER, LOCK, "config.json", "versions.json", "templates", "log.jsonl", "summary.json", "completed",
           "report.html", "publish")  # the last two: `gen report` / `gen publish --dry-run` into a stage folder
-# what each stage writes at its top level: --overwrite removes these and nothing else
-OWNED = {
-    "instructions": ("instructions.jsonl", "rejected.jsonl"),
-    "instances": ("tasks.jsonl", "rejected.jsonl"),
-    "curate": ("steps.jsonl", "kept.jsonl", "rejected.jsonl", "stats.json", "curate.yaml", ".cache"),
-    "train": ("preflight.txt", "checkpoints", "train_log.jsonl", "eval_before.json", "adapter", "eval.jsonl",
-              "metrics.json", "merged", "benchmark_before", "benchmark_after"),
-    "run": ("instructions", "instances", "curated", "train"),
-    "eval": ("answers.jsonl", "scores.json", "scores.txt", "judgements.jsonl", "against_answers.jsonl"),
-}
-# entries that are run folders themselves
-SUBRUNS = {"run": ("instructions", "instances", "curated", "train"), "train": ("benchmark_before", "benchmark_after")}
+
+
+# What each stage writes (and which entries are run folders themselves) is in the one registry of stages,
+# instructgen.stage.STAGES; imported when used, since instructgen.stage builds its lifecycle on this module.
+def _owned(stage: str | None) -> tuple[str, ...]:
+    """What `stage` writes at its folder's top level: --overwrite removes these and nothing else."""
+    from .stage import ALL
+    return ALL[stage].owned if stage in ALL else ()
+
+
+def _subruns(stage: str | None) -> tuple[str, ...]:
+    from .stage import ALL
+    return ALL[stage].subruns if stage in ALL else ()
+
 
 # folders this process has locked: real path -> open lock file (flock is per open file, so one per folder)
 _HELD: dict[str, Any] = {}
@@ -168,7 +171,7 @@ def _marker_stage(path: Path) -> str | None:
     if isinstance(meta, dict) and meta.get("tool") == "instructgen":
         return meta.get("stage")
     cfg, ver = _read_json(path / "config.json"), _read_json(path / "versions.json")
-    if (isinstance(cfg, dict) and cfg.get("stage") in OWNED and isinstance(ver, dict) and "instructgen" in ver
+    if (isinstance(cfg, dict) and _owned(cfg.get("stage")) and isinstance(ver, dict) and "instructgen" in ver
             and not (path / MARKER).exists()):
         return cfg["stage"]
     return None
@@ -179,7 +182,7 @@ def foreign_entries(path: Path, stage: str) -> list[Path]:
     make one), files in `templates/` we did not copy there, and the same inside the stage subfolders of `gen run`
     (each of which must not be in use by another process). Inside `adapter/`, `checkpoints/` and `merged/`
     (written whole by peft/transformers) files are not checked one by one."""
-    owned = COMMON + OWNED.get(stage, ())
+    owned = COMMON + _owned(stage)
     meta = _read_json(path / MARKER)
     copied = set(meta.get("templates", [])) if isinstance(meta, dict) and isinstance(meta.get("templates"), list) \
         else None
@@ -189,7 +192,7 @@ def foreign_entries(path: Path, stage: str) -> list[Path]:
             out.append(e)
         elif e.name == "templates" and e.is_dir() and copied is not None:
             out += [f for f in sorted(e.iterdir()) if f.name not in copied or f.is_symlink() or not f.is_file()]
-        elif e.name in SUBRUNS.get(stage, ()) and e.is_dir() and any(e.iterdir()):
+        elif e.name in _subruns(stage) and e.is_dir() and any(e.iterdir()):
             sub = _marker_stage(e)
             if sub:
                 probe_lock(e)
@@ -203,7 +206,7 @@ def remove_owned(path: Path, stage: str, keep: Iterable[str] = ()) -> None:
     """Remove what the stage (or the earlier run the folder's marker names) wrote into `path`, after
     `foreign_entries` found nothing else; the lock stays, and an entry that is not ours is never touched."""
     keep = set(keep) | {LOCK}
-    owned = COMMON + OWNED.get(stage, ()) + OWNED.get(_marker_stage(path) or "", ())
+    owned = COMMON + _owned(stage) + _owned(_marker_stage(path))
     for e in path.iterdir():
         if e.name in keep or not _is_owned(e.name, owned):
             continue
@@ -441,10 +444,11 @@ class RunDir:
     def release(self) -> None:
         release(self.path)
 
-    def open_batched(self, config: dict, overwrite: bool = False, templates: Iterable[Path] = ()) -> tuple[str, list[Task]]:
+    def open_batched(self, config: dict, overwrite: bool = False, templates: Iterable[Path] = (),
+                     keep: Iterable[str] = ()) -> tuple[str, list[Task]]:
         """`open`, then the log to resume from, with a trailing batch that was not written whole cut away (that
         batch is redone). Returns (state, log); the log is empty when the state is "done" or "fresh"."""
-        state = self.open(config, overwrite=overwrite, templates=templates)
+        state = self.open(config, overwrite=overwrite, templates=templates, keep=keep)
         if state == "done":
             return state, []
         log = self.read_log()
@@ -485,15 +489,6 @@ class RunDir:
         """Write the summary, then the `completed` marker last."""
         write_json(self.path / "summary.json", summary)
         (self.path / "completed").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
-
-    def done_summary(self, format_summary, quiet: bool = False) -> dict:
-        """The summary of a completed run, printed (unless quiet) with the stage's own table format."""
-        import sys
-        summary = self.summary()
-        if not quiet:
-            print(f"{self.path} is already complete; nothing to do.", file=sys.stderr)
-            print(format_summary(summary), file=sys.stderr)
-        return summary
 
     def summary(self) -> dict:
         p = self.path / "summary.json"

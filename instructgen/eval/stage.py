@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError
 from ..records import append_jsonl, iter_jsonl, repair_torn_tail
-from ..rundir import RunDir, atomic_path, fingerprint_files, library_versions, releases_locks, write_json
+from ..rundir import RunDir, atomic_path, library_versions, releases_locks
+from ..stage import Lifecycle, Outcome, Resume, Stage, fingerprint
 from . import METRICS, EvalConfig, headline
 from .answers import AnswerCache, StudentSpec, answer_all, default_cache_dir, resolve_student
 from .suites import Suite, load_suite
@@ -96,43 +96,57 @@ def evaluate(cfg: EvalConfig, out: str | os.PathLike | None = None, overwrite: b
     for s in (student, against):
         if s is not None:
             inputs += [s.base_path, s.adapter_path]
-    rd = RunDir(out_path, "eval")
-    rd.check_path(inputs=inputs)
+    stage = Stage("eval", out_path, inputs=inputs, result="scores.json", show=format_scores, show_stdout=True)
+    lc = Lifecycle(stage, overwrite, quiet)
+    lc.check_path()
     device = _device(cfg)
     # flat, with *_fingerprint keys: a refusal then reads "suite_fingerprint: the suite changed since ..."
-    config: dict[str, Any] = {
+    stage.identity = {
         "suite": suite.spec, "suite_version": suite.version, "suite_path": suite.path,
         "suite_fingerprint": suite.fingerprint, "n_prompts": len(suite.items), "limit": cfg.limit,
         **_model_config("model", student), "max_new_tokens": cfg.max_new_tokens, "device": device}
     if cfg.chat_template:
-        config.update(chat_template=cfg.chat_template, chat_template_fingerprint=fingerprint_files([cfg.chat_template]))
-    judge_tmpl = None
+        stage.identity.update(chat_template=cfg.chat_template,
+                              chat_template_fingerprint=fingerprint(files=[cfg.chat_template]))
     if kind == "judge":
         from .judge import load_judge_template
         judge_tmpl = load_judge_template(cfg.judge_template)
-        config.update(**_model_config("against", against), judge=cfg.judge, judge_template=cfg.judge_template,
-                      judge_template_fingerprint=fingerprint_files([judge_tmpl.path]))
-    if rd.check(config, overwrite) == "done":
-        scores = json.loads(rd.file("scores.json").read_text(encoding="utf-8"))
-        if not quiet:
-            print(f"{out_path} is already complete; nothing to do.", file=sys.stderr)
-            print(format_scores(scores))
+        stage.identity.update(**_model_config("against", against), judge=cfg.judge,
+                              judge_template=cfg.judge_template,
+                              judge_template_fingerprint=fingerprint(files=[judge_tmpl.path]))
+        stage.templates = [judge_tmpl.path]
+    scores = lc.finished()
+    if scores is not None:
         return scores
+    checkers, judge = _prepare(cfg, kind)
+    return lc.finish(_evaluate(cfg, kind, suite, student, against, checkers, judge, device, lc.open(), quiet))
 
+
+def _prepare(cfg: EvalConfig, kind: str):
+    """The checkers (importable offline) or the judge (reachable), and the cache folder: before any model loads."""
     checkers = judge = None
     if kind in ("ifbench", "ifeval"):
         from .checkers import Checkers
-        checkers = Checkers(kind)  # importable offline, before any model loads
+        checkers = Checkers(kind)
     if kind == "judge":
         from ..generator.teachers import make_teacher
         from .judge import check_judge
         judge = make_teacher(cfg.judge)
         check_judge(judge, cfg.judge_template)  # an unreachable judge fails here, before any answer
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    cache_dir = _cache_dir(cfg)
     if cache_dir.is_symlink() or (cache_dir.exists() and not cache_dir.is_dir()):
         raise ConfigError(f"--cache-dir {cache_dir} is not a folder; give a folder (it is created when missing)")
-    rd.open(config, overwrite=overwrite, templates=[judge_tmpl.path] if judge_tmpl else ())
+    return checkers, judge
 
+
+def _cache_dir(cfg: EvalConfig) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+
+
+def _evaluate(cfg: EvalConfig, kind: str, suite: Suite, student: StudentSpec, against: StudentSpec | None,
+              checkers, judge, device: str, resume: Resume, quiet: bool) -> Outcome:
+    """Answers (resumed, cached or generated), then scores: what the folder's outputs and summary hold."""
+    rd, cache_dir = resume.dir, _cache_dir(cfg)
     t0 = time.perf_counter()
     rows, gen = _answers(student, suite, rd.file("answers.jsonl"), cfg, device, cache_dir, quiet, "answers")
     scores: dict[str, Any] = {"suite": suite.describe(), "model": student.describe(), "generation": gen}
@@ -154,15 +168,8 @@ def evaluate(cfg: EvalConfig, out: str | os.PathLike | None = None, overwrite: b
                       against_generation=b_gen)
     scores["seconds"] = round(time.perf_counter() - t0, 2)
     scores["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    text = format_scores(scores)
-    write_json(rd.file("scores.json"), scores)
-    with atomic_path(rd.file("scores.txt")) as tmp:
-        tmp.write_text(text + "\n", encoding="utf-8")
-    rd.mark_completed(headline(scores))
-    if not quiet:
-        print(text)
-        print(f"scores: {rd.file('scores.json')}  answers: {rd.file('answers.jsonl')}", file=sys.stderr)
-    return scores
+    return Outcome(headline(scores), files={"scores.json": scores, "scores.txt": format_scores(scores)},
+                   result=scores, where=f"scores: {rd.file('scores.json')}  answers: {rd.file('answers.jsonl')}")
 
 
 def _read_done(path: Path, ids: set[str]) -> dict[str, dict]:

@@ -23,7 +23,8 @@ from ..config import GenerationConfig, budget_spent, run_identity
 from ..filters.chain import instruction_chain
 from ..progress import Progress, Rate, cost_of, table
 from ..records import Instance, Task, read_seed_tasks, text_hash
-from ..rundir import RunDir, fingerprint_files, records_fingerprint, releases_locks
+from ..rundir import releases_locks
+from ..stage import Outcome, Resume, Stage, fingerprint, run_stage
 from ..templates import PromptTemplate, load_template
 from .teachers import BudgetReached, Sampling, Teacher
 
@@ -288,21 +289,24 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
         from .teachers import validate_options, validate_spec
         validate_spec(cfg.teacher)
         validate_options(cfg.teacher, cfg.teacher_options)
-    rd = RunDir(out, "instructions")
-    rd.check_path(inputs=([] if seedless else [cfg.seeds or PACKAGED_SEEDS]) + paths)
     # an edited seed file or template is another run: resuming would mix two of them in one pool
-    run_config = dict(run_identity(cfg), seeds_fingerprint=records_fingerprint(seeds),
-                      template_fingerprint=fingerprint_files(paths))
-    state, log = rd.open_batched(run_config, overwrite=overwrite, templates=paths)
-    if state == "done":
-        return rd.done_summary(format_summary, quiet)
+    stage = Stage("instructions", Path(out), inputs=([] if seedless else [cfg.seeds or PACKAGED_SEEDS]) + paths,
+                  identity=dict(run_identity(cfg), seeds_fingerprint=fingerprint(records=seeds),
+                                template_fingerprint=fingerprint(files=paths)),
+                  templates=paths, batched=True, show=format_summary)
+    return run_stage(stage, lambda resume: _bootstrap(cfg, recipe, seeds, templates, teacher, resume, quiet),
+                     overwrite=overwrite, quiet=quiet)
 
+
+def _bootstrap(cfg: GenerationConfig, recipe, seeds: list[Task], templates: list[PromptTemplate],
+               teacher: Teacher | None, resume: Resume, quiet: bool) -> Outcome:
+    """The loop: replay the log, then one batch at a time until `cfg.num` are kept, each batch logged whole."""
     run = Run(cfg, seeds, templates)
     if hasattr(recipe, "replay"):
-        recipe.replay(run, log)
+        recipe.replay(run, resume.log)
     else:
-        run.replay(log)
-    batch_idx = (log[-1].meta["batch"] + 1) if log else 0
+        run.replay(resume.log)
+    batch_idx = resume.next_batch
     max_batches = getattr(recipe, "max_batches", lambda c, r: 0)(cfg, run) or cfg.max_batches or \
         max(50, (50 * cfg.num) // cfg.batch_size)
     batch = getattr(recipe, "batch", None) or (lambda r, b: bootstrap_batch(r, recipe, b))
@@ -320,7 +324,7 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
                             quiet=quiet)
     _show(run)
     try:
-        with rd.appender() as appender:
+        with resume.appender() as appender:
             while len(run.machine) < cfg.num:
                 if batch_idx >= max_batches:
                     if getattr(recipe, "stops_when_exhausted", False):
@@ -328,7 +332,7 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
                     raise RuntimeError(
                         f"made {batch_idx} teacher calls and kept {len(run.machine)}/{cfg.num}; stopping (raise "
                         f"max_batches to go on). Rejections so far: {dict(run.reasons.most_common(5))}. The run "
-                        f"folder {rd.path} resumes where it stopped.")
+                        f"folder {resume.path} resumes where it stopped.")
                 records = batch(run, batch_idx)
                 for t in records:
                     t.meta.update(batch=batch_idx, batch_size=len(records))
@@ -338,8 +342,8 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
                 batch_idx += 1
                 _show(run)
     except BudgetReached as e:
-        raise BudgetReached(f"{e}; kept {len(run.machine)}/{cfg.num} instructions in {rd.path} (every finished "
-                            f"batch is written); the same command with a larger budget resumes") from None
+        raise BudgetReached(f"{e}; kept {len(run.machine)}/{cfg.num} instructions in {resume.path} (every "
+                            f"finished batch is written); the same command with a larger budget resumes") from None
     finally:
         run.progress.close()
         if own_teacher:
@@ -353,15 +357,11 @@ def generate_instructions(cfg: GenerationConfig, out: str | Path, overwrite: boo
                "preset": cfg.preset, "seeds": len(seeds)}
     if getattr(recipe, "calls_per_batch", 1) > 1:
         summary["batches"] = summary.pop("teacher_calls")  # Magpie: two calls a batch, Evol: three
-    rd.write_output("instructions.jsonl", run.machine)
-    all_records = rd.read_log()
+    all_records = resume.read_log()
     summary["filters"] = run.chain.stats(all_records)  # per filter, the entries of gen curate's stats.json
-    rd.write_output("rejected.jsonl", [t for t in all_records if not t.kept])
-    rd.mark_completed(summary)
-    if not quiet:
-        print(format_summary(summary), file=sys.stderr)
-        print(f"kept instructions: {rd.path / 'instructions.jsonl'}", file=sys.stderr)
-    return summary
+    return Outcome(summary, records={"instructions.jsonl": run.machine,
+                                     "rejected.jsonl": [t for t in all_records if not t.kept]},
+                   where=f"kept instructions: {resume.file('instructions.jsonl')}")
 
 
 def _show(run: Run) -> None:

@@ -29,7 +29,8 @@ from typing import Sequence
 from ..config import ConfigError, budget_checks, build, doc, load_yaml, run_identity
 from ..progress import Progress, Rate, cost_of, table
 from ..records import Instance, RecordError, Task, read_records, text_hash
-from ..rundir import RunDir, fingerprint_files, records_fingerprint, releases_locks
+from ..rundir import releases_locks
+from ..stage import Lifecycle, Outcome, Resume, Stage, fingerprint
 from ..templates import PromptTemplate, load_template
 from .teachers import BudgetReached, Sampling, Teacher
 
@@ -255,26 +256,33 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
     validate_instances(cfg)
     templates = _Templates.load(cfg)
     all_tasks = _input_tasks(input_path)
-    todo = [t for t in all_tasks if t.kept]
     if teacher is None:
         from .teachers import validate_options, validate_spec
         validate_spec(cfg.teacher)
         validate_options(cfg.teacher, cfg.teacher_options)
-    rd = RunDir(out, "instances")
-    rd.check_path(inputs=[input_path] + list(templates.paths()))
-    if not todo and not quiet:
+    stage = Stage("instances", Path(out), inputs=[input_path] + templates.paths(),
+                  identity=dict(run_identity(cfg), input_fingerprint=fingerprint(records=all_tasks),
+                                templates_fingerprint=fingerprint(files=templates.paths())),
+                  templates=templates.paths(), batched=True, show=format_summary)
+    lc = Lifecycle(stage, overwrite, quiet)
+    lc.check_path()
+    if not any(t.kept for t in all_tasks) and not quiet:
         print(f"gen instances: warning: {input_path} holds no kept tasks; the result is empty", file=sys.stderr)
-    run_config = dict(run_identity(cfg), input_fingerprint=records_fingerprint(all_tasks),
-                      templates_fingerprint=fingerprint_files(templates.paths()))
-    state, log = rd.open_batched(run_config, overwrite=overwrite, templates=templates.paths())
-    if state == "done":
-        return rd.done_summary(format_summary, quiet)
+    done = lc.finished()
+    if done is not None:
+        return done
+    return lc.finish(_instances(cfg, templates, all_tasks, input_path, teacher, lc.open(), quiet))
 
-    done = {t.id for t in log}
+
+def _instances(cfg: InstancesConfig, templates: _Templates, all_tasks: list[Task], input_path: str | Path,
+               teacher: Teacher | None, resume: Resume, quiet: bool) -> Outcome:
+    """The batches still to do, each logged whole, then the outputs from the whole log."""
+    todo = [t for t in all_tasks if t.kept]
+    done = {t.id for t in resume.log}
     remaining = [t for t in todo if t.id not in done]
-    batch_idx = (log[-1].meta["batch"] + 1) if log else 0
+    batch_idx = resume.next_batch
     tokens = Counter()
-    for t in log:
+    for t in resume.log:
         for key in ("classification", "instances"):
             tokens["prompt"] += t.provenance.get(key, {}).get("prompt_tokens", 0)
             tokens["completion"] += t.provenance.get(key, {}).get("completion_tokens", 0)
@@ -297,7 +305,7 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
 
     done = len(todo) - len(remaining)
     try:
-        with rd.appender() as appender:
+        with resume.appender() as appender:
             for b in range(0, len(remaining), cfg.batch_size):
                 records = _complete_batch(cfg, templates, teacher_name, generate, remaining[b:b + cfg.batch_size])
                 for t in records:
@@ -309,27 +317,23 @@ def generate_instances(cfg: InstancesConfig, input_path: str | Path, out: str | 
                 if priced:
                     progress.set(cost=round(_cost(cfg, tokens), 6))
     except BudgetReached as e:
-        raise BudgetReached(f"{e}; {done}/{len(todo)} tasks done in {rd.path} (every finished "
+        raise BudgetReached(f"{e}; {done}/{len(todo)} tasks done in {resume.path} (every finished "
                             f"batch is written); the same command with a larger budget resumes") from None
     finally:
         progress.close()
         if own_teacher and teacher is not None:
             teacher.close()
 
-    records = rd.read_log()
+    records = resume.read_log()
     summary = summarize(records, len(all_tasks))
     summary.update(prompt_tokens=tokens["prompt"], completion_tokens=tokens["completion"],
                    cost=round(_cost(cfg, tokens), 6),
                    wall_seconds_this_session=round(time.perf_counter() - t_start, 2),
                    completion_tokens_per_s_this_session=round(rate.per_s, 2), teacher=teacher_name,
                    input=str(Path(input_path).resolve()))
-    rd.write_output("tasks.jsonl", [t for t in records if t.kept])
-    rd.write_output("rejected.jsonl", [t for t in records if not t.kept])
-    rd.mark_completed(summary)
-    if not quiet:
-        print(format_summary(summary), file=sys.stderr)
-        print(f"tasks with instances: {rd.path / 'tasks.jsonl'}", file=sys.stderr)
-    return summary
+    return Outcome(summary, records={"tasks.jsonl": [t for t in records if t.kept],
+                                     "rejected.jsonl": [t for t in records if not t.kept]},
+                   where=f"tasks with instances: {resume.file('tasks.jsonl')}")
 
 
 def _cost(cfg: InstancesConfig, tokens: Counter) -> float:

@@ -19,17 +19,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..records import RecordError, Task, iter_jsonl
+from ..stage import PIPELINE, STAGES
 
-DATA_KINDS = ("instructions", "instances", "curated")  # least to most processed
-KINDS = DATA_KINDS + ("train",)
-# config.json "stage" -> kind; the folder names of `gen run` are the kinds themselves
-STAGE_NAMES = {"instructions": "instructions", "instances": "instances", "curate": "curated",
-               "curated": "curated", "train": "train"}
+# A report's kinds are the stages' `gen run` folder names; every table here is read off the one registry
+# (instructgen/stage.py: STAGES), so a stage is named in one place.
+DATA_KINDS = tuple(STAGES[s].folder for s in PIPELINE if STAGES[s].records)  # least to most processed
+KINDS = tuple(STAGES[s].folder for s in PIPELINE)
+# config.json "stage" (or a folder name) -> kind
+STAGE_NAMES = {n: STAGES[s].folder for s in PIPELINE for n in (s, STAGES[s].folder)}
 # the `gen` command that writes each kind
-COMMANDS = {"instructions": "instructions", "instances": "instances", "curated": "curate", "train": "train"}
-SIGNATURES = (("curated", ("stats.json", "kept.jsonl")), ("instances", ("tasks.jsonl",)),
-              ("instructions", ("instructions.jsonl",)), ("train", ("metrics.json", "train_log.jsonl", "adapter")))
-OUTPUTS = {"instructions": "instructions.jsonl", "instances": "tasks.jsonl", "curated": "kept.jsonl"}
+COMMANDS = {STAGES[s].folder: s for s in PIPELINE}
+# files that identify a kind without config.json, most processed first
+SIGNATURES = tuple((STAGES[s].folder, STAGES[s].signature) for s in ("curate", "instances", "instructions", "train"))
+OUTPUTS = {STAGES[s].folder: STAGES[s].output for s in PIPELINE if STAGES[s].output}
 WHAT_IS_LOST = {
     "instructions": "no instruction-generation stage: teacher, prompt template and instruction filter counts "
                     "are not shown",
@@ -386,7 +388,7 @@ def generation_facts(run: RunData) -> list[tuple[str, str]]:
 
 def versions(run: RunData) -> dict[str, str]:
     """Library versions of the most processed stage (each stage records its own; they normally agree)."""
-    for kind in ("curated", "instances", "instructions", "train"):
+    for kind in tuple(reversed(DATA_KINDS)) + tuple(k for k in KINDS if k not in DATA_KINDS):
         if kind in run.stages and run.stages[kind].versions:
             return run.stages[kind].versions
     from ..rundir import library_versions
@@ -402,7 +404,8 @@ def config_file(kind: str, stage: Stage | None = None) -> str:
 
 
 # what each stage reads, in a `gen run` folder: the first of these that the run holds
-INPUTS = {"instances": ("instructions",), "curated": ("instances", "instructions"), "train": ("curated",)}
+INPUTS = {k: tuple(reversed(DATA_KINDS[:i])) for i, k in enumerate(DATA_KINDS) if i}
+INPUTS.update({k: DATA_KINDS[-1:] for k in KINDS if k not in DATA_KINDS})  # train reads the most processed
 
 
 def reproduce_block(run: RunData, publish: str | None = None) -> list[str]:
@@ -437,7 +440,7 @@ def reproduce_block(run: RunData, publish: str | None = None) -> list[str]:
     elif recorded_run:
         lines.append(recorded_run)
     else:
-        for kind in ("instructions", "instances", "curated", "train"):
+        for kind in KINDS:
             st = run.stages.get(kind)
             if st is None:
                 continue

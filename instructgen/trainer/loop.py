@@ -38,7 +38,9 @@ from transformers import TrainerCallback  # noqa: E402 - this module is imported
 
 from ..config import to_dict
 from ..records import iter_jsonl, repair_torn_tail
-from ..rundir import RunDir, fingerprint_files, releases_locks, write_json
+from ..rundir import RunDir, releases_locks, write_json
+from ..stage import Lifecycle, Outcome, Stage
+from ..stage import fingerprint as stage_fingerprint
 from .config import Plan, TrainConfig, plan, validate
 from .data import Encoded, encode_all, fingerprint, load_examples, set_chat_template, split_heldout
 from .evaluate import cached_before, eval_rows, evaluate
@@ -62,24 +64,24 @@ def train(cfg: TrainConfig, data: str | os.PathLike, out: str | os.PathLike, ove
     if push_to_hub:
         check_repo(push_to_hub)
         token = hub_token()
-    run = RunDir(out, "train")
-    run.check_path(inputs=[data, cfg.chat_template])
+    stage = Stage("train", Path(out), inputs=[data, cfg.chat_template], result="metrics.json",
+                  show=lambda _: f"metrics: {Path(out) / 'metrics.json'}")
+    lc = Lifecycle(stage, overwrite, quiet)
+    lc.check_path()
     examples = load_examples(data, cfg.user_template, cfg.system)
-    config = dict(to_dict(cfg), data=str(Path(data).resolve()), data_fingerprint=fingerprint(examples))
+    stage.identity = dict(to_dict(cfg), data=str(Path(data).resolve()), data_fingerprint=fingerprint(examples))
     if cfg.chat_template and Path(cfg.chat_template).is_file():
-        config["chat_template_fingerprint"] = fingerprint_files([cfg.chat_template])
-    if run.check(config, overwrite=overwrite) == "done":
-        metrics = json.loads(run.file("metrics.json").read_text(encoding="utf-8"))
-        _say(f"{run.path} is complete (nothing to do); metrics: {run.file('metrics.json')}", quiet)
-    else:
-        prepared = prepare(cfg, examples)
-        run.open(config, overwrite=overwrite)
+        stage.identity["chat_template_fingerprint"] = stage_fingerprint(files=[cfg.chat_template])
+    metrics = lc.finished()
+    if metrics is None:
+        prepared = prepare(cfg, examples)  # tokenizer and preflight: a refusal here writes nothing
+        run = lc.open().dir
         metrics = _train(cfg, prepared, run, quiet)  # the trainer and its model are freed when it returns
         metrics["benchmark"] = benchmark(cfg, run, quiet)
-        write_json(run.file("metrics.json"), metrics)
-        run.mark_completed({"before": metrics["before"], "after": metrics["after"],
-                            "steps": metrics["train"]["steps"], "examples": metrics["train"]["examples"],
-                            "benchmark": metrics["benchmark"]})
+        lc.finish(Outcome({"before": metrics["before"], "after": metrics["after"],
+                           "steps": metrics["train"]["steps"], "examples": metrics["train"]["examples"],
+                           "benchmark": metrics["benchmark"]}, files={"metrics.json": metrics}, result=metrics))
+    run = lc.dir
     if merge and not (run.path / "merged" / "completed").exists():
         from .merge import merge_adapter
         merge_adapter(run.path, quiet=quiet)

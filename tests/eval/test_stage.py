@@ -12,7 +12,8 @@ from instructgen.config import ConfigError
 from instructgen.eval import METRICS, EvalConfig, headline, run_eval
 from instructgen.eval import answers as A
 from instructgen.models import ModelSpecError
-from instructgen.rundir import OWNED, COMMON, RunDirError
+from instructgen.rundir import COMMON, RunDirError
+from instructgen.stage import STAGES
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_run_folder_scores_and_no_op(tiny_model, ifeval_file, tmp_path, count_ge
     out = tmp_path / "out"
     scores = run_eval(cfg_for(tiny_model, f"ifeval:{ifeval_file}", tmp_path), out, quiet=True)
     assert count_generate["prompts"] == 4
-    assert set(p.name for p in out.iterdir()) <= set(COMMON + OWNED["eval"])
+    assert set(p.name for p in out.iterdir()) <= set(COMMON + STAGES["eval"].owned)
     assert {"answers.jsonl", "scores.json", "scores.txt", "completed", "config.json"} <= {p.name for p in out.iterdir()}
     on_disk = json.loads((out / "scores.json").read_text())
     assert on_disk == scores
