@@ -30,8 +30,8 @@ from typing import Any
 
 from ..progress import table
 from ..records import iter_records, text_hash
-from ..rundir import (RunDir, RunDirError, check_output_path, records_fingerprint, refuse_overlap, releases_locks,
-                      temp_folder, write_json)
+from ..rundir import check_output_path, refuse_overlap, releases_locks, temp_folder, write_json
+from ..stage import Lifecycle, Outcome, Stage, fingerprint
 from .base import FilterStats, GlobalStep
 from .chain import CurateConfig, build_filter, check_input_fields, check_score_sources, filter_stats, load_config
 from .executor import make_executor
@@ -170,10 +170,13 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     if cache is not None and cache_dir:
         check_output_path(cache, what="--cache-dir")
         refuse_overlap(cache, [input_path], what="--cache-dir")
+    lc = None
     if out_path is not None and not dry_run:
         # a config file inside OUT (its own curate.yaml reproduces the run) is an input once --overwrite may remove it
         config_file = [config] if overwrite and isinstance(config, (str, os.PathLike)) else []
-        RunDir(out_path, "curate").check_path(inputs=[input_path] + config_file)
+        lc = Lifecycle(Stage("curate", out_path, inputs=[input_path] + config_file, keep=(".cache",),
+                             result="stats.json", show=funnel, show_stdout=True), overwrite, quiet)
+        lc.check_path()
     ctx = {"cache_dir": cache, "read_only_cache": dry_run, "quiet": quiet, "languagetool_url": languagetool_url}
     for spec, f in pairs:  # servers, models, dictionaries: fail here, before reading a record
         if f is not None:
@@ -182,71 +185,59 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
 
     # the input is read once: split into shards in a temporary folder (beside OUT, so it moves in by a rename)
     # while its fingerprint is taken; a folder already complete only needs the fingerprint
-    done_before = out_path is not None and not dry_run and (out_path / "completed").exists()
-    tmp = None if done_before else _split_folder(out_path if not dry_run else None)
+    done_before = lc is not None and (out_path / "completed").exists()
+    tmp = None if done_before else _split_folder(out_path if lc is not None else None)
     try:
         info = Split()
-        fp = records_fingerprint(split(iter_records(input_path), tmp / "input" if tmp else None, shard_size, info))
+        fp = fingerprint(records=split(iter_records(input_path), tmp / "input" if tmp else None, shard_size, info))
         _checks_input(pairs, info, str(input_path))
         if not info.records and not quiet:
             print(f"gen curate: warning: {input_path} holds no records to curate; the result is empty",
                   file=sys.stderr)
         run_config = {"input": input_label, "input_fingerprint": fp, "chain": [s.name for s in cfg.filters],
                       "filters": {s.name: {k: v for k, v in s.to_dict().items() if k != "name"} for s in cfg.filters}}
-        rd = None
-        if dry_run:
+        if lc is None:
             work = Work(tmp)
         else:
-            rd = RunDir(out_path, "curate")
-            state = rd.check(run_config, overwrite)
-            if state == "done":
-                stats = json.loads((out_path / "stats.json").read_text(encoding="utf-8"))
-                if not quiet:
-                    print(f"{out_path} is already complete; nothing to do.", file=sys.stderr)
-                    print(funnel(stats))
-                return stats
+            lc.stage.identity = run_config
+            done = lc.finished()
+            if done is not None:
+                return done
             if tmp is None:  # completed before, yet not "done": --overwrite, or another config: split again
                 tmp = _split_folder(out_path)
                 info = Split()
-                records_fingerprint(split(iter_records(input_path), tmp / "input", shard_size, info))
-            state = rd.open(run_config, overwrite=overwrite, keep=(".cache",))  # the cache survives --overwrite
-            if state == "fresh":
+                fingerprint(records=split(iter_records(input_path), tmp / "input", shard_size, info))
+            resume = lc.open()  # a fresh start removes what an earlier run wrote, except the cache
+            if resume.state == "fresh":
                 (out_path / "curate.yaml").write_text(_config_yaml(cfg, input_label), encoding="utf-8")
-            work = Work(out_path / WORK)
+            work = Work(resume.work(WORK))
             if not work.split_done().exists():
-                if work.root.exists():
-                    shutil.rmtree(work.root)  # ours (.work): a split cut short, or a start before it finished
-                work.root.mkdir()
+                if (work.root / "input").exists():
+                    shutil.rmtree(work.root / "input")  # ours (.work): a split cut short while moving in
                 shutil.move(str(tmp / "input"), str(work.root / "input"))  # a rename when beside OUT
             elif not quiet:
                 print(f"resuming {out_path}", file=sys.stderr)
-            split_info = json.loads(work.split_done().read_text(encoding="utf-8"))
-            info.counts = split_info["counts"]
-        stats = _run(pairs, cfg, work, info, ctx, executor, workers, ray_address, quiet)
+            info.counts = json.loads(work.split_done().read_text(encoding="utf-8"))["counts"]
+        result = _run(pairs, cfg, work, info, ctx, executor, workers, ray_address, quiet)
     finally:
         if tmp is not None and tmp.exists():
             shutil.rmtree(tmp)
 
-    stats = {"input": input_label, "records_in": info.records, "kept": stats["kept"],
-             "rejected": info.records - stats["kept"], "filters": stats["filters"],
+    stats = {"input": input_label, "records_in": info.records, "kept": result["kept"],
+             "rejected": info.records - result["kept"], "filters": result["filters"],
              "wall_seconds": round(time.perf_counter() - t_start, 3),
              "executor": {"name": executor, "workers": workers, "shards": len(info.counts),
-                          "shard_size": max(info.counts, default=0)}, "passes": stats["passes"]}
+                          "shard_size": max(info.counts, default=0)}, "passes": result["passes"]}
     if info.already_rejected:
         stats["left_out_already_rejected"] = info.already_rejected
-    if rd is not None:
-        passes_n = len(stats["passes"])
-        last = passes_n - 1
-        concat((work.column(last, s, "kept.jsonl") for s in range(len(info.counts))), out_path / "kept.jsonl")
-        concat((work.column(last, s, "rejected.jsonl") for s in range(len(info.counts))), out_path / "rejected.jsonl")
-        write_json(out_path / "stats.json", stats)
-        rd.mark_completed(stats)
-        shutil.rmtree(work.root)
-    if dry_run or not quiet:
-        print(funnel(stats))
-        if rd is not None:
-            print(f"kept: {out_path / 'kept.jsonl'}  rejected: {out_path / 'rejected.jsonl'}", file=sys.stderr)
-    return stats
+    if lc is None:
+        print(funnel(stats))  # a dry run prints its funnel even when quiet
+        return stats
+    last = len(stats["passes"]) - 1
+    for name in ("kept.jsonl", "rejected.jsonl"):  # the last pass's shards, in order, then the stats and `completed`
+        concat((work.column(last, s, name) for s in range(len(info.counts))), out_path / name)
+    return lc.finish(Outcome(stats, files={"stats.json": stats},
+                             where=f"kept: {out_path / 'kept.jsonl'}  rejected: {out_path / 'rejected.jsonl'}"))
 
 
 def _run(pairs, cfg: CurateConfig, work: Work, info: Split, ctx: dict, executor: str, workers: int,
