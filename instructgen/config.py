@@ -28,6 +28,14 @@ class ConfigError(ValueError):
 EVOL_OPERATIONS = ("constraints", "deepen", "concretize", "reasoning", "complicate_input", "breadth")
 # options that tune spending, not what a run makes: left out of config.json's identity (see `run_identity`)
 BUDGET_FIELDS = ("price_input_per_m", "price_output_per_m", "max_cost", "max_tokens", "rps")
+# teacher_options that say how requests reach the teacher (spread, retried, timed out), not what it answers: also
+# left out of the identity, so an interrupted run resumes with another cooldown or more concurrency
+TRANSPORT_OPTIONS = ("balance", "cooldown_s", "max_concurrency", "timeout_s", "max_attempts", "backoff_s",
+                     "max_backoff_s")
+TEACHER_OPTIONS_DOC = ("backend keywords, checked against the backend before anything loads. transformers: "
+                       "{device: cuda, dtype: bfloat16}; openai: {balance: round_robin|least_loaded, cooldown_s, "
+                       "max_concurrency (per endpoint)}; vllm: {tensor_parallel_size, pipeline_parallel_size, "
+                       "distributed_executor_backend} or other vllm.LLM / EngineArgs fields")
 
 
 @dataclass
@@ -39,10 +47,9 @@ class GenerationConfig:
                       default="self-instruct")
     seeds: str | None = doc("seed file (Self-Instruct JSONL, our records or Alpaca JSON); None = packaged seeds",
                             default=None)
-    teacher: str = doc("teacher spec: transformers:MODEL | vllm:MODEL | openai:URL@MODEL", default="smollm2-135m")
-    teacher_options: dict = doc("backend keywords, e.g. {device: cuda, dtype: bfloat16} or vLLM engine "
-                                "arguments; checked against the backend before anything loads",
-                                default_factory=dict)
+    teacher: str = doc("teacher spec: transformers:MODEL | vllm:MODEL | openai:URL@MODEL | "
+                       "openai:URL,URL@MODEL (several endpoints of one model)", default="smollm2-135m")
+    teacher_options: dict = doc(TEACHER_OPTIONS_DOC, default_factory=dict)
     template: str | None = doc("prompt template name or file; None = the preset's", default=None)
     batch_size: int = doc("prompts per teacher call (the original sent 5 per request)", default=16)
     seed: int = doc("random seed for prompt sampling and decoding", default=42)
@@ -349,9 +356,19 @@ def to_dict(cfg) -> dict[str, Any]:
 
 
 def run_identity(cfg) -> dict[str, Any]:
-    """The config a run folder is identified by: everything but the budget and price options, so a run stopped
-    by --max-cost / --max-tokens resumes under the same command with a larger budget."""
-    return {k: v for k, v in to_dict(cfg).items() if k not in BUDGET_FIELDS}
+    """The config a run folder is identified by: everything but the budget and price options and the teacher's
+    transport options (TRANSPORT_OPTIONS), so a run stopped by --max-cost / --max-tokens resumes under the same
+    command with a larger budget, and an interrupted one with another cooldown_s or max_concurrency. The teacher
+    spec (model, endpoint list) and every option that changes the answers stay in it."""
+    return identity_values(to_dict(cfg))
+
+
+def identity_values(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (a stage's options) without BUDGET_FIELDS, and its teacher_options without TRANSPORT_OPTIONS."""
+    out = {k: v for k, v in values.items() if k not in BUDGET_FIELDS}
+    if isinstance(out.get("teacher_options"), dict):
+        out["teacher_options"] = {k: v for k, v in out["teacher_options"].items() if k not in TRANSPORT_OPTIONS}
+    return out
 
 
 # ------------------------------------------------------------------------------ --set KEY=VALUE, any option

@@ -30,8 +30,9 @@ from typing import Callable, Iterable
 
 from .config import ConfigError
 from .examples import iter_examples
-from .records import STAGE_OUTPUTS, RecordError, Task, read_records, text_hash
+from .records import RecordError, Task, read_records, stage_outputs, text_hash
 from .rundir import atomic_path
+from .stage import PIPELINE, STAGES
 
 
 def examples(tasks: Iterable[Task], user_template: str = "user_turn", system: str | None = None) -> list[dict]:
@@ -305,7 +306,8 @@ def unique_ids(rows: list[dict]) -> list[tuple[str, str]]:
 
 # ----------------------------------------------------------------------------------------------- reading
 
-_DOWNSTREAM = ("curate", "instances")  # the stages that complete a folder's records, most processed first
+# the stages that carry a folder's records further (curate, instances), most processed first
+_DOWNSTREAM = tuple(n for n in reversed(PIPELINE[1:]) if STAGES[n].records)
 
 
 def _stage_children(folder: Path) -> list[tuple[Path, str, bool]]:
@@ -355,10 +357,11 @@ def read_examples(input_path: str | os.PathLike, user_template: str = "user_turn
     its finished downstream stage (`downstream`), with a note on stderr; so is a `gen run` folder, which holds
     only stage folders."""
     src = Path(input_path)
-    if src.is_dir() and (src / "config.json").exists() and not any((src / n).exists() for n in STAGE_OUTPUTS):
+    outputs = stage_outputs()
+    if src.is_dir() and (src / "config.json").exists() and not any((src / n).exists() for n in outputs):
         nxt = downstream(src)  # a `gen run` folder holds its stage folders and no records of its own
         if nxt is None:
-            raise RecordError(src, None, f"holds none of {', '.join(STAGE_OUTPUTS)} and no finished `gen "
+            raise RecordError(src, None, f"holds none of {', '.join(outputs)} and no finished `gen "
                                          "instances` or `gen curate` folder; export a stage folder by name")
         print(f"note: {src} holds no records itself; reading its finished stage {nxt}", file=sys.stderr)
         src = nxt

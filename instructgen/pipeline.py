@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, build, doc, load_yaml
-from .rundir import RunDir, releases_locks
+from .config import TEACHER_OPTIONS_DOC, ConfigError, build, doc, identity_values, load_yaml
+from .rundir import releases_locks
+from .stage import PIPELINE, STAGES, Lifecycle, Outcome, Stage
 
 
 ONE_PASS = ("alpaca", "magpie", "evol")  # presets whose records already carry their answers (no gen instances)
@@ -32,12 +33,10 @@ class RunConfig:
 
     num: int = doc("instructions to keep", default=30)
     seeds: str | None = doc("seed file; None = packaged seeds", default=None)
-    teacher: str = doc("teacher spec for both generation stages (unless a section names its own)",
-                       default="smollm2-135m")
-    teacher_options: dict = doc("backend keywords for the teacher, e.g. {device: cuda, dtype: bfloat16} "
-                                "(transformers), {max_concurrency: 16, timeout_s: 120, api_key_env: MY_KEY} "
-                                "(openai), vllm.LLM / EngineArgs fields such as {gpu_memory_utilization: 0.8, "
-                                "max_model_len: 4096} (vllm)", default_factory=dict)
+    teacher: str = doc("teacher spec for both generation stages (unless a section names its own): "
+                       "transformers:MODEL | vllm:MODEL | openai:URL@MODEL | openai:URL,URL@MODEL (several "
+                       "endpoints of one model)", default="smollm2-135m")
+    teacher_options: dict = doc(TEACHER_OPTIONS_DOC, default_factory=dict)
     student: str = doc("student model spec for training", default="smollm2-135m")
     preset: str = doc("self-instruct | alpaca | magpie | evol (the last three write answers: no gen instances)",
                       default="self-instruct")
@@ -51,8 +50,8 @@ class RunConfig:
     training: dict = doc("TrainConfig options of gen train", default_factory=dict)
 
 
-STAGE_SECTIONS = {"instructions": "instructions", "instances": "instances", "curate": "curate", "train": "training",
-                  "training": "training"}  # --set STAGE.KEY: the stage's name (or its section's) -> RunConfig field
+# --set STAGE.KEY: a stage's name (or its section's) -> the RunConfig field holding that stage's options
+STAGE_SECTIONS = {**{s: s for s in PIPELINE}, "train": "training", "training": "training"}
 
 
 def run_config(flags: dict[str, Any], config_file: str | None, sets: list[tuple[str, Any]] = (),
@@ -81,7 +80,7 @@ def apply_set(cfg: RunConfig, key: str, value: Any) -> None:
         return
     stage, rest = key.split(".", 1)
     if stage not in STAGE_SECTIONS:
-        raise unknown_key(f"--set {key}", stage, ("instructions", "instances", "curate", "train"), what="stage")
+        raise unknown_key(f"--set {key}", stage, PIPELINE, what="stage")
     section = STAGE_SECTIONS[stage]
     values = dict(getattr(cfg, section) or {})
     if section == "curate":
@@ -156,9 +155,20 @@ def _say(msg: str, quiet: bool) -> None:
         print(f"\n== {msg}", file=sys.stderr, flush=True)
 
 
+def run_identity(cfg: RunConfig) -> dict[str, Any]:
+    """What the run folder is identified by (its config.json): the RunConfig, less what does not change what is
+    made (a section's budget options, the teachers' transport options: see config.identity_values), so an
+    interrupted run resumes with another cooldown_s or a larger max_cost and is refused for another teacher."""
+    ident = identity_values(asdict(cfg))
+    for section in ("instructions", "instances"):
+        ident[section] = identity_values(ident[section])
+    return ident
+
+
 @releases_locks
 def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet: bool = False) -> dict:
-    """Run or resume every stage into `out`; returns {stage: summary}. Validation happens before any model call."""
+    """Run or resume every stage into `out`; returns {stage: summary}. Validation happens before any model call.
+    A completed run folder with the same identity answers its summary.json at once (nothing is run)."""
     from .filters.stage import curate
     from .generator.bootstrap import generate_instructions
     from .generator.instances import generate_instances
@@ -173,47 +183,50 @@ def run_pipeline(cfg: RunConfig, out: str | Path, overwrite: bool = False, quiet
     for c in (gen_cfg,) if one_pass else (gen_cfg, inst_cfg):
         validate_spec(c.teacher)  # an unknown or secret-holding spec fails before anything is written
         validate_options(c.teacher, c.teacher_options)
-    top = RunDir(out, "run")
-    top.check_path(inputs=[gen_cfg.seeds] + [v for v in (gen_cfg.template, st.train.chat_template)
-                                             if isinstance(v, str) and Path(v).exists()])
-    top.open(asdict(cfg), overwrite=overwrite)  # refuses a different config before any stage starts
+    lc = Lifecycle(Stage("run", out, identity=run_identity(cfg),
+                         inputs=[gen_cfg.seeds] + [v for v in (gen_cfg.template, st.train.chat_template)
+                                                   if isinstance(v, str) and Path(v).exists()]),
+                   overwrite=overwrite, quiet=quiet)
+    lc.check_path()
+    done = lc.finished()  # a completed run: its summary, nothing run or written
+    if done is not None:
+        return done
+    lc.open()  # refuses a different config before any stage starts
     t0 = time.perf_counter()
     summaries: dict[str, Any] = {}
 
-    stages = ["instructions"] + ([] if one_pass else ["instances"])
+    folder = {s: out / STAGES[s].folder for s in PIPELINE}
+    stages = [s for s in PIPELINE if not (s == "instances" and one_pass) and not (s == "train" and not cfg.train)]
+    generation = [s for s in stages if s in ("instructions", "instances")]
+    step = {s: f"{i}/{len(PIPELINE) + 1} {s} -> {folder[s]}" for i, s in enumerate(PIPELINE, 1)}
     # One teacher for both generation stages when they name the same one, closed before curation and training (a
     # vLLM engine or a CUDA model would otherwise hold its memory through them); not loaded at all when both
     # stages are finished. A stage with a teacher of its own (a per-stage `teacher:`) builds and closes it itself.
     teacher = None
     shared = one_pass or (gen_cfg.teacher, gen_cfg.teacher_options) == (inst_cfg.teacher, inst_cfg.teacher_options)
-    if shared and not all((out / s / "completed").exists() for s in stages):
+    if shared and not all((folder[s] / "completed").exists() for s in generation):
         teacher = shared_teacher(gen_cfg, None if one_pass else inst_cfg)
     try:
-        _say(f"1/5 instructions -> {out / 'instructions'}", quiet)
-        summaries["instructions"] = generate_instructions(gen_cfg, out / "instructions", overwrite=overwrite,
+        _say(step["instructions"], quiet)
+        summaries["instructions"] = generate_instructions(gen_cfg, folder["instructions"], overwrite=overwrite,
                                                           teacher=teacher, quiet=quiet)
-        data = out / "instructions"
         if "instances" in stages:
-            _say(f"2/5 instances -> {out / 'instances'}", quiet)
-            summaries["instances"] = generate_instances(inst_cfg, data, out / "instances", overwrite=overwrite,
-                                                        teacher=teacher, quiet=quiet)
-            data = out / "instances"
+            _say(step["instances"], quiet)
+            summaries["instances"] = generate_instances(inst_cfg, folder["instructions"], folder["instances"],
+                                                        overwrite=overwrite, teacher=teacher, quiet=quiet)
     finally:
         if teacher is not None:
             teacher.close()
-    _say(f"3/5 curate -> {out / 'curated'}", quiet)
-    summaries["curate"] = curate(data, out / "curated", config=st.chain, overwrite=overwrite, quiet=quiet,
-                                 **asdict(st.curate))
-    if cfg.train:
-        _say(f"4/5 train -> {out / 'train'}", quiet)
-        summaries["train"] = train(st.train, out / "curated", out / "train", overwrite=overwrite, quiet=quiet)
-    _say(f"5/5 report -> {out / 'report.html'}", quiet)
+    _say(step["curate"], quiet)
+    summaries["curate"] = curate(folder[generation[-1]], folder["curate"], config=st.chain, overwrite=overwrite,
+                                 quiet=quiet, **asdict(st.curate))
+    if "train" in stages:
+        _say(step["train"], quiet)
+        summaries["train"] = train(st.train, folder["curate"], folder["train"], overwrite=overwrite, quiet=quiet)
+    _say(f"{len(PIPELINE) + 1}/{len(PIPELINE) + 1} report -> {out / 'report.html'}", quiet)
     report = write_report(out, out / "report.html")
     summaries["wall_seconds_this_session"] = round(time.perf_counter() - t0, 1)
-    top.mark_completed(summaries)  # writes summary.json, then the `completed` marker
-    if not quiet:
-        print(where(out, report), file=sys.stderr)
-    return summaries
+    return lc.finish(Outcome(summaries, where=where(out, report)))  # summary.json, then `completed` last
 
 
 def shared_teacher(gen_cfg: Any, inst_cfg: Any | None):
@@ -228,13 +241,14 @@ def shared_teacher(gen_cfg: Any, inst_cfg: Any | None):
 
 
 def where(out: Path, report: Path) -> str:
+    cur, tr = out / STAGES["curate"].folder, out / STAGES["train"].folder
     lines = ["", "Done. Where things are:",
-             f"  dataset (curated)      {out / 'curated' / 'kept.jsonl'}",
-             f"  dropped, with reasons  {out / 'curated' / 'rejected.jsonl'}"]
-    if (out / "train").exists():
-        lines += [f"  adapter                {out / 'train' / 'adapter'}",
-                  f"  before/after metrics   {out / 'train' / 'metrics.json'}",
-                  f"  before/after answers   {out / 'train' / 'eval.jsonl'}"]
+             f"  dataset (curated)      {cur / STAGES['curate'].output}",
+             f"  dropped, with reasons  {cur / 'rejected.jsonl'}"]
+    if tr.exists():
+        lines += [f"  adapter                {tr / 'adapter'}",
+                  f"  before/after metrics   {tr / 'metrics.json'}",
+                  f"  before/after answers   {tr / 'eval.jsonl'}"]
     lines += [f"  report                 {report}",
-              f"  export for a trainer   gen export {out / 'curated'} --format messages --out train.jsonl"]
+              f"  export for a trainer   gen export {cur} --format messages --out train.jsonl"]
     return "\n".join(lines)

@@ -34,8 +34,8 @@ from typing import Any
 
 from .config import ConfigError, doc
 from .records import RecordError, Task
-from .report.collect import (BENCH_FLAG, RunData, Stage, absolute_argv, benchmark_table, generation_facts, load_run,
-                             portable, reproduce_block, versions, without_json)
+from .report.collect import (BENCH_FLAG, DATA_KINDS, RunData, Stage, absolute_argv, benchmark_table,
+                             generation_facts, load_run, portable, reproduce_block, versions, without_json)
 from .rundir import RunDirError, refuse_overlap, temp_folder, write_json
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -323,7 +323,7 @@ def describe_origin(run: RunData, tasks: list[Task], source_datasets: list[str] 
         for (iw, ow), n in sorted(groups.get(source, {}).items(), key=lambda kv: -kv[1]):
             rows.append((source, n, iw, ow))
     inputs = []
-    for kind in ("instructions", "instances", "curated"):
+    for kind in DATA_KINDS:  # the records stages' folders (instructions, instances, curated)
         st = run.stages.get(kind)
         path = st.config.get("input") if st is not None else None
         if isinstance(path, str) and path and not _inside(path, run.root):

@@ -653,15 +653,19 @@ def read_seed_tasks(path: str | os.PathLike) -> list[Task]:
     return tasks
 
 
-# A stage folder's final records, most processed first: gen curate, gen instances, gen instructions.
-STAGE_OUTPUTS = ("kept.jsonl", "tasks.jsonl", "instructions.jsonl")
+def stage_outputs() -> tuple[str, ...]:
+    """A stage folder's final records files, most processed first (kept.jsonl, tasks.jsonl, instructions.jsonl):
+    the `output` of each records stage of `gen run`, from the one registry (instructgen.stage.STAGES; imported
+    here, since instructgen.stage builds on this module)."""
+    from .stage import PIPELINE, STAGES
+    return tuple(STAGES[s].output for s in reversed(PIPELINE) if STAGES[s].records and STAGES[s].output)
 
 
 def read_records(path: str | os.PathLike) -> list[Task]:
     """Records from a file of any accepted format, or from a stage folder (its final output file).
 
     A stage folder must be complete (its `completed` marker written); its outputs are looked up in the order
-    of STAGE_OUTPUTS."""
+    of `stage_outputs()`."""
     return list(iter_records(path))
 
 
@@ -671,8 +675,9 @@ def iter_records(path: str | os.PathLike) -> Iterator[Task]:
     if p.is_dir() and (p / "config.json").exists():
         if not (p / "completed").exists():
             raise RecordError(p, None, "this run folder is not complete; re-run its command to finish it first")
-        for name in STAGE_OUTPUTS:
+        outputs = stage_outputs()
+        for name in outputs:
             if (p / name).exists():
                 return iter_tasks(p / name)
-        raise RecordError(p, None, f"run folder holds none of {', '.join(STAGE_OUTPUTS)}")
+        raise RecordError(p, None, f"run folder holds none of {', '.join(outputs)}")
     return iter_tasks(p)

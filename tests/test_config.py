@@ -74,6 +74,35 @@ def test_budget_options_are_validated_and_left_out_of_the_run_identity():
         generation_config({"max_cost": "lots"})
 
 
+def test_transport_options_are_left_out_of_the_run_identity_and_the_teacher_is_not():
+    """How requests reach the teacher (balance, cooldown_s, max_concurrency, timeouts, retries) is not part of a
+    generation folder's identity; the spec (model, endpoint list) and a backend option that changes the answers
+    are. (The resume through `gen run` is tests/test_pipeline.py.)"""
+    from instructgen.config import TRANSPORT_OPTIONS, run_identity
+    one, two = "openai:http://127.0.0.1:9/v1@m", "openai:http://127.0.0.1:9/v1,http://127.0.0.1:10/v1@m"
+    fast = dict(balance="least_loaded", cooldown_s=1, max_concurrency=32, timeout_s=5, max_attempts=2, backoff_s=0.1,
+                max_backoff_s=1)
+    assert set(fast) == set(TRANSPORT_OPTIONS)
+    a = run_identity(generation_config({"teacher": one, "teacher_options": {"cooldown_s": 30}}))
+    assert a == run_identity(generation_config({"teacher": one, "teacher_options": fast}))
+    assert a["teacher_options"] == {} and a["teacher"] == one
+    assert a != run_identity(generation_config({"teacher": two}))
+    assert a != run_identity(generation_config({"teacher": one.replace("@m", "@n")}))
+    assert run_identity(generation_config({"teacher_options": {"device": "cpu", "cooldown_s": 3}}))[
+        "teacher_options"] == {"device": "cpu"}
+
+
+def test_teacher_docs_name_every_spec_form_and_the_backend_options():
+    from instructgen.config import field_docs
+    from instructgen.pipeline import RunConfig
+    for cls in (GenerationConfig, RunConfig):
+        docs = field_docs(cls)
+        assert "openai:URL,URL@MODEL (several endpoints of one model)" in docs["teacher"]
+        for option in ("balance: round_robin|least_loaded", "cooldown_s", "max_concurrency (per endpoint)",
+                       "tensor_parallel_size", "pipeline_parallel_size", "distributed_executor_backend"):
+            assert option in docs["teacher_options"], (cls.__name__, option)
+
+
 def test_set_values_are_yaml_checked_against_the_field():
     from instructgen.config import parse_sets, set_values
     sets = parse_sets(["temperature=0.9", "stop=[a, b]", "max_cost=null", "seeds=", "mean_similarity=false"])

@@ -138,3 +138,20 @@ def test_a_multi_turn_conversation_is_refused_naming_line_and_field_never_cut(tm
     with pytest.raises(RecordError) as e:
         read_tasks(src)
     assert message in str(e.value) and str(e.value).startswith(f"{src}:1: ")
+
+
+def test_a_stage_folder_is_read_from_its_most_processed_output(tmp_path):
+    """stage_outputs() comes from instructgen.stage.STAGES in pipeline order, most processed first: a folder
+    holding a curate, an instances and an instructions output is read from kept.jsonl; one holding none names
+    every file it looked for."""
+    from instructgen.records import stage_outputs
+    assert stage_outputs() == ("kept.jsonl", "tasks.jsonl", "instructions.jsonl")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "completed").write_text("")
+    with pytest.raises(RecordError, match="holds none of kept.jsonl, tasks.jsonl, instructions.jsonl"):
+        read_records(run)
+    for name in reversed(stage_outputs()):
+        write_jsonl(run / name, [Task(id=f"from-{name}", instruction="one two three four")])
+        assert [t.id for t in read_records(run)] == [f"from-{name}"]  # the newest, most processed file wins

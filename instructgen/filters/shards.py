@@ -21,6 +21,9 @@ Work folder (OUT/.work, ours: --overwrite removes it, a resume keeps it, complet
   cK/NNNNN.jsonl, cK/done.json        central step K's decisions for each shard, then its stats (last)
   events.jsonl                        one line per shard finished (pass, shard, pid): what each attempt redid
 A kill -9 redoes only the shards without a done marker, and the central step that was running.
+
+(Over 400 lines: the plan, the shard job and the central steps are three readers and writers of one work-folder
+format; kept together so that format lives in one place.)
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _merge_details(into: dict, d: dict) -> None:
             into[k] = v
 
 
-def _stats(pairs, passes, shard_done: dict, central: dict, records: int) -> list[dict]:
+def _stats(pairs, shard_done: dict, central: dict, records: int) -> list[dict]:
     """Per-filter stats in chain order, from the shards' done records and the central steps' results."""
     acc: dict[int, dict] = {}
     for done in shard_done.values():
@@ -298,6 +298,6 @@ def _run(pairs, cfg: CurateConfig, work: Work, info: Split, ctx: dict, executor:
         for _, f in pairs:
             if f is not None:
                 getattr(f, "close", lambda: None)()
-    filters = _stats(pairs, passes, shard_done, central, info.records)
+    filters = _stats(pairs, shard_done, central, info.records)
     kept = sum(rec["kept"] for rec in shard_done[len(passes) - 1])
     return {"kept": kept, "filters": filters, "passes": timings}

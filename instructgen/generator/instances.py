@@ -39,7 +39,8 @@ from .teachers import BudgetReached, Sampling, Teacher
 class InstancesConfig:
     """`gen instances`: Self-Instruct's classification identification, instance generation and filters."""
 
-    teacher: str = doc("teacher spec: transformers:MODEL | vllm:MODEL | openai:URL@MODEL", default="smollm2-135m")
+    teacher: str = doc("teacher spec: transformers:MODEL | vllm:MODEL | openai:URL@MODEL | openai:URL,URL@MODEL "
+                       "(several endpoints of one model)", default="smollm2-135m")
     teacher_options: dict = doc("backend keywords (see GenerationConfig.teacher_options)", default_factory=dict)
     batch_size: int = doc("tasks per teacher call (the original sent 5 per request)", default=16)
     assume_classification: str = doc("auto (ask the teacher for tasks whose is_classification is unset) | yes | "

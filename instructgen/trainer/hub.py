@@ -95,7 +95,7 @@ Loss was on the response tokens only; the response ends with the EOS token `{_eo
 
 | setting | value |
 | --- | --- |
-| LoRA | r {cfg['lora_r']}, alpha {cfg['lora_alpha']}, dropout {cfg['lora_dropout']}, {cfg['lora_target_modules']} |
+| LoRA | r {cfg['lora_r']}, alpha {cfg['lora_alpha']}, dropout {cfg['lora_dropout']}, {_modules(cfg['lora_target_modules'])} |
 | optimizer | {tr['optim']}, lr {cfg['learning_rate']:g} ({cfg['lr_scheduler']}, warmup {cfg['warmup_ratio']:g}), max grad norm {cfg['max_grad_norm']:g} |
 | batch | {cfg['batch_size']} x {cfg['grad_accum']} accumulation |
 | steps | {tr['steps']} ({tr['epochs']} epochs), max sequence length {cfg['max_seq_length']} |
@@ -116,6 +116,11 @@ print(tokenizer.decode(model.generate(ids, max_new_tokens=128)[0][ids.shape[1]:]
 ```
 """
     return portable("\n".join(meta) + "\n" + body, run)
+
+
+def _modules(target: str | list[str]) -> str:
+    """lora_target_modules as the card shows it: `all-linear`, or a list as `q_proj, v_proj` (not its repr)."""
+    return ", ".join(target) if isinstance(target, (list, tuple)) else str(target)
 
 
 def _eos(run: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -113,3 +114,19 @@ def test_reference_and_judge_suites_from_alpaca(tmp_path):
     p.write_text(json.dumps([{"instruction": "Write a haiku.", "input": "", "output": ""}]), encoding="utf-8")
     with pytest.raises(RecordError, match="no record with a non-empty reference output"):
         load_suite(f"reference:{p}")
+
+
+def test_suite_fingerprints_are_the_hashes_folders_were_made_with(ifeval_file, tmp_path):
+    """stage.fingerprint(files=[p]) gives the same hash rundir.fingerprint_files did (sha1 of the bytes and a
+    group separator, 16 hex digits), so an eval folder made before the lifecycle resumes rather than refuses."""
+    from instructgen.eval.suites import ifbench_data
+
+    def old(p):
+        return hashlib.sha1(p.read_bytes() + b"\x1d").hexdigest()[:16]
+
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps([{"instruction": "Name a color.", "input": "", "output": "Blue."}]), encoding="utf-8")
+    assert load_suite(f"ifeval:{ifeval_file}").fingerprint == old(ifeval_file)
+    assert load_suite(f"reference:{ref}").fingerprint == old(ref)
+    assert load_suite(f"judge:{ref}").fingerprint == old(ref)
+    assert load_suite("ifbench").fingerprint == old(ifbench_data())

@@ -195,6 +195,19 @@ def test_model_card_without_a_benchmark_says_so(trained_run, tmp_path):
     assert "`gen train ... --benchmark ifbench:16`" in section and "| before" not in section
 
 
+def test_model_card_lists_target_modules_as_names(trained_run, tmp_path):
+    """A list of lora_target_modules reads `q_proj, v_proj` in the card's LoRA row, not the list's repr."""
+    out = with_benchmark(trained_run, tmp_path, None)
+    meta = json.loads((out / "config.json").read_text())
+    meta["config"]["lora_target_modules"] = ["q_proj", "v_proj"]
+    (out / "config.json").write_text(json.dumps(meta))
+    [row] = [line for line in model_card(out, "me/tiny-adapter").splitlines() if line.startswith("| LoRA |")]
+    assert row.endswith(", q_proj, v_proj |") and "[" not in row
+    meta["config"]["lora_target_modules"] = "all-linear"
+    (out / "config.json").write_text(json.dumps(meta))
+    assert ", all-linear |" in model_card(out, "me/tiny-adapter")
+
+
 def test_model_card_names_a_local_suite_file_by_its_name(trained_run, tmp_path, hub):
     local = tmp_path / "evals" / "heldout.json"
     bench = {"suite": f"reference:{local}", "name": "ROUGE-L", "version": "instructgen", "prompts": 8,
