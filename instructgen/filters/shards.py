@@ -28,6 +28,7 @@ format; kept together so that format lives in one place.)
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import time
@@ -149,6 +150,58 @@ def column_names(work: Work, p: int, s: int, prefix: str) -> list[str]:
     head = f"{s:05d}.{prefix}."
     return sorted({e.name[len(head):].rsplit(".", 1)[0] for e in (work.root / f"p{p}").iterdir()
                    if e.name.startswith(head)})
+
+
+class LazyColumn:
+    """A JSON-lines column of several shards, read from disk when asked (by position, or in order), never held
+    whole: a global step that reads a few texts (MinHash's borderline pairs) or streams them (ROUGE-L) keeps 8
+    bytes a row in memory, not the texts."""
+
+    def __init__(self):
+        self.parts: list[tuple[Path, np.ndarray]] = []
+        self.ends: list[int] = []
+        self._open: tuple[Path, Any] | None = None
+
+    def add(self, path: Path, sel: np.ndarray) -> None:
+        """Rows `sel` (positions in the file, increasing) of one shard's column file."""
+        offsets, pos = [], 0
+        with open(path, "rb") as f:
+            for line in f:
+                offsets.append(pos)
+                pos += len(line)
+        self.parts.append((path, np.asarray(offsets, dtype=np.int64)[sel]))
+        self.ends.append((self.ends[-1] if self.ends else 0) + len(sel))
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def _read(self, path: Path, offset: int):
+        if self._open is None or self._open[0] != path:
+            if self._open is not None:
+                self._open[1].close()
+            self._open = (path, open(path, "rb"))
+        f = self._open[1]
+        f.seek(int(offset))
+        return json.loads(f.readline())
+
+    def __getitem__(self, i: int):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = bisect.bisect_right(self.ends, i)
+        start = self.ends[k - 1] if k else 0
+        path, offsets = self.parts[k]
+        return self._read(path, offsets[i - start])
+
+    def __iter__(self):
+        for path, offsets in self.parts:
+            with open(path, "rb") as f:
+                for off in offsets.tolist():
+                    f.seek(off)
+                    yield json.loads(f.readline())
 
 
 def gather(parts: list) -> Any:
@@ -347,6 +400,7 @@ class Central:
                 break
         feats: dict[str, list] = {n: [] for n in names if not n.startswith("_score.")}
         scores: dict[str, list] = {n[len("_score."):]: [] for n in names if n.startswith("_score.")}
+        lazy: dict[str, LazyColumn] = {}  # text columns stay on disk, read by position or in order
         ids: list[str] = []
         where: list[tuple[int, np.ndarray]] = []
         for s in range(len(self.counts)):
@@ -357,13 +411,19 @@ class Central:
             shard_ids = self.ids(s)
             ids += [shard_ids[r] for r in rows[sel].tolist()]
             for n in feats:
-                col = load_column(self.work, self.p, s, f"g{k}", n) if len(rows) else []
-                feats[n].append(col[sel] if isinstance(col, np.ndarray) else [col[i] for i in sel.tolist()])
+                npy = self.work.column(self.p, s, f"g{k}.{n}.npy")
+                if not len(rows):
+                    continue
+                if npy.exists():
+                    feats[n].append(np.load(npy, allow_pickle=False)[sel])
+                else:
+                    lazy.setdefault(n, LazyColumn()).add(self.work.column(self.p, s, f"g{k}.{n}.jsonl"), sel)
             for n in scores:
                 col = load_column(self.work, self.p, s, f"g{k}", f"_score.{n}") if len(rows) else np.zeros(0)
                 scores[n].append(col[sel])
-        rows_obj = Rows(ids=ids, feats={n: gather(v) for n, v in feats.items() if v},
-                        scores={n: gather(v) for n, v in scores.items() if v})
+        cols = {n: gather(v) for n, v in feats.items() if v}
+        cols.update({n: lazy.get(n, LazyColumn()) for n in feats if n not in cols})
+        rows_obj = Rows(ids=ids, feats=cols, scores={n: gather(v) for n, v in scores.items() if v})
         del feats
         base = dict(f.details)
         out = list(f.decide(rows_obj)) if ids else []  # GlobalStep.decide(Rows) -> decide_rows

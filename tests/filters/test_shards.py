@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from instructgen.filters.base import run_chain
@@ -159,3 +160,28 @@ def test_kill_9_redoes_only_the_unfinished_shards(data, tmp_path):
         shards_n - len({s for q, s in markers if q == i}) for i in range(passes_n)]
     assert sum(p["shards_run"] for p in stats["passes"]) == len(everything - markers)
     assert before >= 5 - 1  # the events log is only a trace; the markers decide
+
+
+def test_rouge_top_k_and_mean_through_the_shards_match_the_in_memory_chain(data, tmp_path):
+    """The per-record path of rouge_l (most_similar meta, mean) reads its texts lazily from the shards."""
+    cfg = json.loads(json.dumps(CHAIN))
+    cfg["filters"][-1].update(top_k=3, mean_similarity=True)
+    want = in_memory(data, cfg)
+    assert '"most_similar"' in want[0] and '"rouge_l_mean"' in want[0]
+    curate(data, tmp_path / "out", config=cfg, quiet=True, shard_size=11)
+    assert outputs(tmp_path / "out") == want
+
+
+def test_lazy_column_reads_rows_by_position_and_in_order(tmp_path):
+    from instructgen.filters.shards import LazyColumn
+    col = LazyColumn()
+    values = [[f"s{s}-{i} é" for i in range(5)] for s in range(3)]
+    for s, vals in enumerate(values):
+        p = tmp_path / f"{s}.jsonl"
+        p.write_text("".join(json.dumps(v, ensure_ascii=False) + "\n" for v in vals), encoding="utf-8")
+        col.add(p, np.array([0, 2, 3] if s != 1 else [], dtype=np.int64))
+    want = [values[s][i] for s in (0, 2) for i in (0, 2, 3)]
+    assert len(col) == 6 and list(col) == want and [col[i] for i in range(6)] == want
+    assert col[-1] == want[-1] and col[1:3] == want[1:3]
+    with pytest.raises(IndexError):
+        col[6]
