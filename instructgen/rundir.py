@@ -437,6 +437,12 @@ class RunDir:
                     shutil.copy2(t, tdir / Path(t).name)
             elif self.state == "resume":
                 repair_torn_tail(self.path / self.LOG)
+                # a kill -9 inside atomic_path leaves `.NAME.XXXXXXXX.tmp` of an output this stage writes: ours
+                owned = COMMON + _owned(self.stage)
+                for e in self.path.iterdir():
+                    m = _TEMP.match(e.name)
+                    if m is not None and m["name"] in owned and e.is_file() and not e.is_symlink():
+                        e.unlink()
         except OSError as e:
             raise RunDirError(f"{self.path}: cannot write there ({e.strerror})") from None
         return self.state

@@ -31,6 +31,15 @@ def _init_worker(threads: int) -> None:
     # N workers each starting a BLAS/OpenMP pool as wide as the machine would oversubscribe the cores
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TOKENIZERS_PARALLELISM"):
         os.environ[var] = "false" if var == "TOKENIZERS_PARALLELISM" else str(threads)
+    import multiprocessing as mp
+    import threading
+    parent = mp.parent_process()
+    if parent is not None:  # a driver killed with -9 (the OOM killer's choice) must not leave its workers idling
+        def watch():
+            from multiprocessing.connection import wait
+            wait([parent.sentinel])
+            os._exit(1)
+        threading.Thread(target=watch, name="instructgen-parent-watch", daemon=True).start()
 
 
 class LocalExecutor:

@@ -265,6 +265,13 @@ def apply_deltas(tasks: list[Task], path: Path, name: str) -> None:
             t.drop(d["d"][0], filter=name, duplicate_of=d["d"][1])
 
 
+def _folder(p: Path) -> None:
+    """A pass's or a step's folder in .work, never through a symbolic link planted there."""
+    if p.is_symlink():
+        raise RuntimeError(f"{p} is a symbolic link; instructgen will not write through one")
+    p.mkdir(exist_ok=True)
+
+
 def _detail_delta(base: dict, now: dict) -> dict:
     return {k: v for k, v in now.items() if k not in base or base[k] != v}
 
@@ -279,7 +286,7 @@ def run_shard(job: dict) -> dict:
     tasks = [Task.from_dict(obj) for _, obj in iter_jsonl(work.records(p - 1, s))]
     for k in job["apply"]:
         apply_deltas(tasks, work.delta(k, s), pairs[k][0].name)
-    (work.root / f"p{p}").mkdir(exist_ok=True)
+    _folder(work.root / f"p{p}")
     filters: dict[str, dict] = {}
     for k in job["filters"]:
         spec, f = pairs[k]
@@ -361,7 +368,7 @@ class Central:
                     self.alive[s][row] = False
 
     def write(self, k: int, per_shard: list[list]) -> None:
-        (self.work.root / f"c{k}").mkdir(exist_ok=True)
+        _folder(self.work.root / f"c{k}")
         for s, lines in enumerate(per_shard):
             with open(self.work.delta(k, s), "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)

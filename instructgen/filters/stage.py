@@ -19,6 +19,7 @@ marker, written last.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -79,6 +80,17 @@ def _checks_input(pairs, info: Split, source: str) -> None:
     check_score_sources(pairs, probe)
 
 
+def _refuse_links(root: Path) -> None:
+    """Nothing under the work folder may be a symbolic link (only our own files and folders are there): a link
+    planted after a crash would make the next pass write outside OUT."""
+    from ..rundir import RunDirError
+    for here, dirs, files in os.walk(root, followlinks=False):
+        for name in dirs + files:
+            if os.path.islink(os.path.join(here, name)):
+                raise RunDirError(f"{os.path.join(here, name)} is a symbolic link; instructgen never writes one and "
+                                  f"will not write through one: remove it or pass --overwrite (nothing was written)")
+
+
 def _merge_details(into: dict, d: dict) -> None:
     """Details from several shards: numbers add up, anything else is the last value."""
     for k, v in d.items():
@@ -123,18 +135,40 @@ def _stats(pairs, shard_done: dict, central: dict, records: int) -> list[dict]:
     return out
 
 
+OWNER = "owner.pid"  # in a split folder: the process writing it (a folder whose owner died is stale, and ours)
+
+
 def _split_folder(out: Path | None) -> Path:
     """Where the input is split before the folder is opened: beside OUT when its parent exists (the split then
     moves in by a rename), else in the system's temporary folder (nothing is created on the way to OUT before the
-    checks pass)."""
+    checks pass). It holds the pid of its writer: a split left by a process that died (kill -9 while reading the
+    input) is removed here, and only such a folder."""
     import tempfile
     parent = out.absolute().parent if out is not None else None
+    tmp = None
     if parent is not None and parent.is_dir():
+        _remove_stale_splits(out.absolute())
         try:
-            return temp_folder(out.absolute())
+            tmp = temp_folder(out.absolute())
         except OSError:
             pass  # not writable there: the folder check names the problem when OUT is opened
-    return Path(tempfile.mkdtemp(prefix="instructgen-curate-"))
+    if tmp is None:
+        tmp = Path(tempfile.mkdtemp(prefix="instructgen-curate-"))
+    (tmp / OWNER).write_text(f"{os.getpid()}\n")
+    return tmp
+
+
+def _remove_stale_splits(out: Path) -> None:
+    for e in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        if e.is_symlink() or not e.is_dir() or not (e / OWNER).is_file() or (e / OWNER).is_symlink():
+            continue
+        try:
+            pid = int((e / OWNER).read_text().strip())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(e, ignore_errors=True)  # its writer is dead: ours, and nobody's any more
+        except (ValueError, OSError):
+            continue  # not a pid, or a live process we may not signal: left alone
 
 
 @releases_locks
@@ -211,12 +245,15 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
             if resume.state == "fresh":
                 (out_path / "curate.yaml").write_text(_config_yaml(cfg, input_label), encoding="utf-8")
             work = Work(resume.work(WORK))
+            _refuse_links(work.root)
             if not work.split_done().exists():
                 if (work.root / "input").exists():
                     shutil.rmtree(work.root / "input")  # ours (.work): a split cut short while moving in
                 shutil.move(str(tmp / "input"), str(work.root / "input"))  # a rename when beside OUT
             elif not quiet:
                 print(f"resuming {out_path}", file=sys.stderr)
+            shutil.rmtree(tmp)  # now, not at the end: a kill -9 mid-run must not leave it beside OUT
+            tmp = None
             info.counts = json.loads(work.split_done().read_text(encoding="utf-8"))["counts"]
         result = _run(pairs, cfg, work, info, ctx, executor, workers, ray_address, quiet)
     finally:
