@@ -204,6 +204,22 @@ class LazyColumn:
                     yield json.loads(f.readline())
 
 
+def _fill(parts: list[tuple[Path, np.ndarray]]) -> np.ndarray:
+    """One array of the selected rows of every shard's .npy (memory-mapped while read): the step's features
+    are held once, never as per-shard pieces plus their concatenation."""
+    first = np.load(parts[0][0], mmap_mode="r")
+    out = np.empty((sum(len(sel) for _, sel in parts),) + first.shape[1:], dtype=first.dtype)
+    del first
+    at = 0
+    for path, sel in parts:
+        if len(sel):
+            m = np.load(path, mmap_mode="r")  # one shard mapped at a time: its pages go when it is dropped
+            out[at:at + len(sel)] = m[sel]
+            at += len(sel)
+            del m
+    return out
+
+
 def gather(parts: list) -> Any:
     """Concatenate per-shard pieces of one column (arrays preallocated once; lists joined)."""
     arrays = [a for a in parts if isinstance(a, np.ndarray)]
@@ -422,13 +438,13 @@ class Central:
                 if not len(rows):
                     continue
                 if npy.exists():
-                    feats[n].append(np.load(npy, allow_pickle=False)[sel])
+                    feats[n].append((npy, sel))  # read once the total is known: one array, no second copy
                 else:
                     lazy.setdefault(n, LazyColumn()).add(self.work.column(self.p, s, f"g{k}.{n}.jsonl"), sel)
             for n in scores:
                 col = load_column(self.work, self.p, s, f"g{k}", f"_score.{n}") if len(rows) else np.zeros(0)
                 scores[n].append(col[sel])
-        cols = {n: gather(v) for n, v in feats.items() if v}
+        cols = {n: _fill(v) for n, v in feats.items() if v}
         cols.update({n: lazy.get(n, LazyColumn()) for n in feats if n not in cols})
         rows_obj = Rows(ids=ids, feats=cols, scores={n: gather(v) for n, v in scores.items() if v})
         del feats

@@ -277,6 +277,11 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
                              where=f"kept: {out_path / 'kept.jsonl'}  rejected: {out_path / 'rejected.jsonl'}"))
 
 
+def _peak_mib() -> float:
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+
+
 def _run(pairs, cfg: CurateConfig, work: Work, info: Split, ctx: dict, executor: str, workers: int,
          ray_address: str | None, quiet: bool) -> dict:
     """Every pass and central step not done yet; returns the kept count, per-filter stats and per-pass timings."""
@@ -307,7 +312,7 @@ def _run(pairs, cfg: CurateConfig, work: Work, info: Split, ctx: dict, executor:
                 pbar.close()
             shard_done[i] = done
             timing = {"pass": i + 1, "filters": names, "shards": len(counts), "shards_run": ran,
-                      "wall_seconds": round(time.perf_counter() - t0, 3)}
+                      "wall_seconds": round(time.perf_counter() - t0, 3), "driver_peak_rss_mib": _peak_mib()}
             if p.central:
                 c = None
                 for k in p.central:
@@ -325,6 +330,7 @@ def _run(pairs, cfg: CurateConfig, work: Work, info: Split, ctx: dict, executor:
                     write_json(work.central_done(k), res)
                     central[k] = res
                 timing["central_seconds"] = round(time.perf_counter() - t0 - timing["wall_seconds"], 3)
+                timing["central_peak_rss_mib"] = _peak_mib()  # the driver's peak so far: after the central steps
             if i and (work.root / f"p{i - 1}").exists():  # its records are in pass i's now: only the markers stay
                 for e in (work.root / f"p{i - 1}").iterdir():
                     if not e.name.endswith(".done.json"):
