@@ -158,7 +158,8 @@ class VectorCache:
         return out, found
 
     def add(self, keys: list[bytes], vectors: np.ndarray) -> None:
-        """Save new vectors as one more chunk (no-op when disabled or read-only)."""
+        """Save new vectors as one more chunk on disk (no-op when disabled or read-only); this object's lookups
+        see only what it loaded."""
         if self.dir is None or self.read_only or not len(keys):
             return
         self._load()
@@ -166,10 +167,8 @@ class VectorCache:
         if not (self.dir / "params.json").exists():
             (self.dir / "params.json").write_text(json.dumps(self.params, indent=2) + "\n")
         self._write(keys, vectors, name=self._new_name())
-        c = len(self._chunks)
-        self._chunks.append(vectors)
-        for r, k in enumerate(keys):
-            self._keys.setdefault(k, (c, r))
+        # not kept in memory: a worker adds every signature of its shards, and holding them all would grow it by
+        # the whole cache (880K MinHash signatures: 450 MB); a later run (or another object) reads them from disk
 
     def _write(self, keys: list[bytes], vectors: np.ndarray, name: str) -> None:
         tmp = self.dir / (name + ".tmp")
