@@ -22,30 +22,12 @@ from instructgen.rundir import RunDirError
 from instructgen.stage import PIPELINE, STAGES
 
 sys.path.insert(0, str(Path(__file__).parent / "generator"))
-from fake_teacher import FakeTeacher  # noqa: E402
-from instances_fake import FakeInstanceTeacher  # noqa: E402
 
 CHAIN = [{"filter": "length", "min_words": 3, "max_words": 1000, "fields": ["instruction"]},
          {"filter": "exact_dedup", "fields": ["instruction", "input"]}]
 
 
-class Stub:
-    """Answers both generation stages (FakeTeacher / FakeInstanceTeacher by prompt); counts what was built."""
-
-    built: list = []
-
-    def __init__(self, model, **kw):
-        self.name, self.kw, self.closed = f"stub:{model}", kw, 0
-        self.supports = frozenset({"raw", "chat"})
-        self.max_attempts = 1
-        self.instructions, self.instances = FakeTeacher(), FakeInstanceTeacher()
-        Stub.built.append(self)
-
-    def generate(self, prompts, sampling, on_tokens=None):
-        return [(self.instances if "Task:" in p else self.instructions).generate([p], sampling)[0] for p in prompts]
-
-    def close(self):
-        self.closed += 1
+from stub_backend import Stub  # noqa: E402
 
 
 @pytest.fixture

@@ -23,8 +23,6 @@ from instructgen.pipeline import RunConfig
 from instructgen.trainer.config import TrainConfig, train_config
 
 sys.path.insert(0, str(Path(__file__).parent / "generator"))
-from fake_teacher import FakeTeacher  # noqa: E402
-from instances_fake import FakeInstanceTeacher  # noqa: E402
 
 CHAIN = "filters:\n  - filter: length\n    min_words: 3\n    max_words: 1000\n    fields: [instruction]\n" \
         "  - filter: exact_dedup\n    fields: [instruction, input]\n"
@@ -160,24 +158,7 @@ def test_curate_set_changes_a_filters_option_and_enabled(records, capsys):
     assert chain["rouge_l"]["threshold"] == 0.7  # the rest as packaged
 
 
-class Stub:
-    """A stand-in backend answering both generation stages (FakeTeacher, FakeInstanceTeacher by prompt)."""
-
-    built: list = []
-
-    def __init__(self, model, **kw):
-        self.name, self.kw, self.closed = f"stub:{model}", kw, 0
-        self.supports = frozenset({"raw", "chat"})
-        self.max_attempts = 1
-        self.instructions, self.instances, self.prompts = FakeTeacher(), FakeInstanceTeacher(), 0
-        Stub.built.append(self)
-
-    def generate(self, prompts, sampling, on_tokens=None):
-        self.prompts += len(prompts)
-        return [(self.instances if "Task:" in p else self.instructions).generate([p], sampling)[0] for p in prompts]
-
-    def close(self):
-        self.closed += 1
+from stub_backend import Stub  # noqa: E402
 
 
 @pytest.fixture

@@ -138,14 +138,19 @@ class RayExecutor:
             self._started = False
 
 
-def make_executor(name: str = "local", workers: int = 1, ray_address: str | None = None):
-    """The executor named by `--executor`; a bad choice is one line naming the flag."""
+def check_options(name: str = "local", workers: int = 1, ray_address: str | None = None) -> None:
+    """`--executor`, `--workers`, `--ray-address`: a bad value is one line naming the flag (nothing starts)."""
     if name not in EXECUTORS:
         raise ExecutorError(f"--executor {name}: expected one of {', '.join(EXECUTORS)}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ExecutorError(f"--workers {workers}: expected an integer >= 1")
     if ray_address and name != "ray":
         raise ExecutorError("--ray-address is only used with --executor ray")
+
+
+def make_executor(name: str = "local", workers: int = 1, ray_address: str | None = None):
+    """The executor named by `--executor` (its options checked first)."""
+    check_options(name, workers, ray_address)
     if name == "ray":
         return RayExecutor(workers, ray_address)
     return LocalExecutor(workers)

@@ -35,7 +35,7 @@ from ..rundir import check_output_path, refuse_overlap, releases_locks, temp_fol
 from ..stage import Lifecycle, Outcome, Stage, fingerprint
 from .base import FilterStats, GlobalStep
 from .chain import CurateConfig, build_filter, check_input_fields, check_score_sources, filter_stats, load_config
-from .executor import make_executor
+from .executor import check_options, make_executor
 from .shards import WORK, Central, Split, Work, concat, pass_identity, plan, register, run_pass, split
 
 
@@ -189,13 +189,7 @@ def curate(input_path: str | os.PathLike, out: str | os.PathLike | None, config:
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         from ..config import ConfigError
         raise ConfigError(f"--shard-size {shard_size}: expected an integer >= 1")
-    from .executor import EXECUTORS, ExecutorError  # the executor starts later: its options are checked now
-    if executor not in EXECUTORS:
-        raise ExecutorError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ExecutorError(f"--workers {workers}: expected an integer >= 1")
-    if ray_address and executor != "ray":
-        raise ExecutorError("--ray-address is only used with --executor ray")
+    check_options(executor, workers, ray_address)  # the executor starts later: its options are checked now
     pairs = [(spec, build_filter(spec) if spec.enabled else None) for spec in cfg.filters]
     out_path = Path(out) if out is not None else None
     if out_path is None and not dry_run:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from instructgen.filters.base import run_chain
 from instructgen.filters.chain import build_filter, load_config
 from instructgen.filters.shards import plan
 from instructgen.filters.stage import curate
@@ -74,22 +73,8 @@ def write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def in_memory(path, config) -> tuple[str, str]:
-    """kept.jsonl and rejected.jsonl as the in-memory chain (every filter's apply on the whole set) writes them:
-    the reference the sharded engine must equal byte for byte."""
-    cfg = load_config(config)
-    filters = [build_filter(s) for s in cfg.filters if s.enabled]
-    for f in filters:
-        f.prepare({"cache_dir": None, "read_only_cache": True, "quiet": True})
-    tasks, _ = run_chain(filters, [t for t in read_records(path) if t.kept])
-
-    def dump(ts):
-        return "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in ts)
-    return dump([t for t in tasks if t.kept]), dump([t for t in tasks if not t.kept])
-
-
-def outputs(out: Path) -> tuple[str, str]:
-    return (out / "kept.jsonl").read_text(encoding="utf-8"), (out / "rejected.jsonl").read_text(encoding="utf-8")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "filters"))
+from test_shards import in_memory, outputs  # noqa: E402  (the in-memory reference the engine must equal)
 
 
 def strays(*folders: Path) -> list[str]:
