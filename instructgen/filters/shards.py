@@ -368,13 +368,9 @@ class Central:
     def __init__(self, work: Work, p: int, counts: Sequence[int]):
         self.work, self.p, self.counts = work, p, list(counts)
         self.alive = [np.load(work.column(p, s, "alive.npy")) for s in range(len(counts))]
-        self._ids: dict[int, list[str]] = {}
 
     def ids(self, s: int) -> list[str]:
-        got = self._ids.get(s)
-        if got is None:
-            got = self._ids[s] = json.loads(self.work.ids(s).read_text(encoding="utf-8"))
-        return got
+        return json.loads(self.work.ids(s).read_text(encoding="utf-8"))  # read per step: not held between steps
 
     def replay(self, k: int) -> None:
         """A central step done before a crash: only its drops matter to the steps after it."""
@@ -383,14 +379,15 @@ class Central:
                 if "d" in d:
                     self.alive[s][row] = False
 
-    def write(self, k: int, per_shard: list[list]) -> None:
+    def write(self, k: int, s: int, lines: list) -> None:
+        """One shard's decisions of step k (written shard by shard: never every row's at once)."""
         _folder(self.work.root / f"c{k}")
-        for s, lines in enumerate(per_shard):
-            with open(self.work.delta(k, s), "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
+        with open(self.work.delta(k, s), "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
 
     def select_step(self, k: int, spec, f) -> dict:
         """A scoring per-record filter's ranks and keep_top, over every shard's scores."""
+        _folder(self.work.root / f"c{k}")  # also with no shard at all (an empty input): its done marker goes here
         parts = {n: [] for n in ("row", "value", "dropped")}
         shard_of = []
         for s in range(len(self.counts)):
@@ -400,7 +397,7 @@ class Central:
         rows, vals, dropped = (gather(parts[n]) for n in ("row", "value", "dropped"))
         shard_of = gather(shard_of) if shard_of else np.zeros(0, np.int64)
         ranks, newly, reason = select(vals, dropped, f.higher_is_better, f.keep_top, f.score_key)
-        per_shard: list[list] = [[] for _ in self.counts]
+        per_shard: list[list] = [[] for _ in self.counts]  # few rows: a rank or a budget drop each
         for i in range(len(rows)):
             d = {}
             if ranks[i]:
@@ -410,12 +407,14 @@ class Central:
                 self.alive[shard_of[i]][rows[i]] = False
             if d:
                 per_shard[shard_of[i]].append([int(rows[i]), d])
-        self.write(k, per_shard)
+        for s, lines in enumerate(per_shard):
+            self.write(k, s, lines)
         return {"records_in": 0, "dropped": dict(Counter({reason: int(newly.sum())})) if newly.any() else {},
                 "details": {}}
 
     def global_step(self, k: int, spec, f: GlobalStep) -> dict:
         """Decide a global step from the features of the rows still kept, in input order."""
+        _folder(self.work.root / f"c{k}")
         names: list[str] = []
         for s in range(len(self.counts)):  # a shard where no record reached the step saved only its rows
             names = [n for n in column_names(self.work, self.p, s, f"g{k}") if n != "_row"]
@@ -459,9 +458,9 @@ class Central:
                                           f.higher_is_better, f.keep_top, f.score_key)
             out = [reason if newly[i] else d for i, d in enumerate(out)]
         dropped: Counter = Counter()
-        per_shard: list[list] = [[] for _ in self.counts]
         i = 0
         for s, rows in where:
+            lines = []
             for r in rows.tolist():
                 d: dict = {}
                 sc = {key: float(v[i]) for key, v in rows_obj.set_scores.items() if not np.isnan(v[i])}
@@ -478,9 +477,9 @@ class Central:
                     dropped[reason] += 1
                     self.alive[s][r] = False
                 if d:
-                    per_shard[s].append([r, d])
+                    lines.append([r, d])
                 i += 1
-        self.write(k, per_shard)
+            self.write(k, s, lines)
         details = _detail_delta(base, f.details)
         f.details = base
         return {"records_in": len(ids), "dropped": dict(dropped), "details": details}
