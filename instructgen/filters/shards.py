@@ -220,19 +220,9 @@ def _fill(parts: list[tuple[Path, np.ndarray]]) -> np.ndarray:
     return out
 
 
-def gather(parts: list) -> Any:
-    """Concatenate per-shard pieces of one column (arrays preallocated once; lists joined)."""
-    arrays = [a for a in parts if isinstance(a, np.ndarray)]
-    if arrays:
-        parts = [a for a in parts if len(a)] or arrays[:1]  # a shard with no row reaching the step adds nothing
-        n = sum(len(a) for a in parts)
-        out = np.empty((n,) + parts[0].shape[1:], dtype=parts[0].dtype)
-        at = 0
-        for a in parts:
-            out[at:at + len(a)] = a
-            at += len(a)
-        return out
-    return [x for part in parts for x in part]
+def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    """One column of per-shard 1-D pieces, in shard order (an empty one when there is no shard)."""
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 # --- a shard's work (runs in a worker) ---------------------------------------------------------------------------
@@ -380,8 +370,8 @@ class Central:
                     self.alive[s][row] = False
 
     def write(self, k: int, s: int, lines: list) -> None:
-        """One shard's decisions of step k (written shard by shard: never every row's at once)."""
-        _folder(self.work.root / f"c{k}")
+        """One shard's decisions of step k (written shard by shard: never every row's at once; the step made
+        its folder)."""
         with open(self.work.delta(k, s), "w", encoding="utf-8") as f:
             f.writelines(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
 
@@ -394,8 +384,9 @@ class Central:
             for n in parts:
                 parts[n].append(load_column(self.work, self.p, s, f"sel{k}", n))
             shard_of.append(np.full(len(parts["row"][-1]), s, dtype=np.int64))
-        rows, vals, dropped = (gather(parts[n]) for n in ("row", "value", "dropped"))
-        shard_of = gather(shard_of) if shard_of else np.zeros(0, np.int64)
+        rows, vals, dropped = (_cat(parts[n], t) for n, t in (("row", np.int64), ("value", np.float64),
+                                                              ("dropped", bool)))
+        shard_of = _cat(shard_of, np.int64)
         ranks, newly, reason = select(vals, dropped, f.higher_is_better, f.keep_top, f.score_key)
         per_shard: list[list] = [[] for _ in self.counts]  # few rows: a rank or a budget drop each
         for i in range(len(rows)):
@@ -445,7 +436,7 @@ class Central:
                 scores[n].append(col[sel])
         cols = {n: _fill(v) for n, v in feats.items() if v}
         cols.update({n: lazy.get(n, LazyColumn()) for n in feats if n not in cols})
-        rows_obj = Rows(ids=ids, feats=cols, scores={n: gather(v) for n, v in scores.items() if v})
+        rows_obj = Rows(ids=ids, feats=cols, scores={n: _cat(v, np.float64) for n, v in scores.items() if v})
         del feats
         base = dict(f.details)
         out = list(f.decide(rows_obj)) if ids else []  # GlobalStep.decide(Rows) -> decide_rows
