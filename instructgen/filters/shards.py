@@ -235,6 +235,11 @@ def register(token: str, pairs: list) -> None:
     _BUILT[token] = pairs
 
 
+def unregister(token: str) -> None:
+    """The run is over: drop its filters from this process's memo."""
+    _BUILT.pop(token, None)
+
+
 def _pairs(job: dict) -> list:
     pairs = _BUILT.get(job["token"])
     if pairs is None:

@@ -36,7 +36,7 @@ from ..stage import Lifecycle, Outcome, Stage, fingerprint
 from .base import FilterStats, GlobalStep
 from .chain import CurateConfig, build_filter, check_input_fields, check_score_sources, filter_stats, load_config
 from .executor import check_options, make_executor
-from .shards import WORK, Central, Split, Work, concat, pass_identity, plan, register, run_pass, split
+from .shards import WORK, Central, Split, Work, concat, pass_identity, plan, register, run_pass, split, unregister
 
 
 def funnel(stats: dict) -> str:
@@ -285,13 +285,13 @@ def _run(pairs, cfg: CurateConfig, work: Work, info: Split, ctx: dict, executor:
     counts = info.counts
     job_ctx = {k: (str(v) if isinstance(v, Path) else v) for k, v in ctx.items() if k != "quiet"}
     token = hashlib.sha1(json.dumps([cfg.to_dict(), job_ctx], sort_keys=True, default=str).encode()).hexdigest()
-    register(token, pairs)  # jobs run in this process reuse the prepared filters
     job = {"work": str(work.root), "token": token, "config": cfg.to_dict(), "ctx": job_ctx}
     split_id = text_hash(work.split_done().read_text(encoding="utf-8"))
     exe = make_executor(executor, workers, ray_address)
     shard_done: dict[int, list] = {}
     central: dict[int, dict] = {}
     timings = []
+    register(token, pairs)  # jobs run in this process reuse the prepared filters (until this run ends)
     try:
         for i, p in enumerate(passes):
             names = [pairs[k][0].name for k in p.filters + p.features]
@@ -332,6 +332,7 @@ def _run(pairs, cfg: CurateConfig, work: Work, info: Split, ctx: dict, executor:
             timings.append(timing)
     finally:
         exe.close()
+        unregister(token)  # a library caller's next curate() must not keep this run's models alive
         for _, f in pairs:
             if f is not None:
                 getattr(f, "close", lambda: None)()
