@@ -18,6 +18,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from transformers.cache_utils import Cache, DynamicLayer
+
 from .teachers import Completion, Prompt, Sampling, cut_at_stop
 
 MIN_SHARED_PREFIX = 32  # tokens; a shorter common head costs more to copy than to recompute
@@ -27,7 +29,8 @@ class TransformersTeacher:
     """Batched generation with a transformers causal LM.
 
     Sampling follows the OpenAI-style semantics the published recipes used: presence penalty first (subtracted
-    once from every token already generated), then temperature, then top-p (transformers' `TopPLogitsWarper`).
+    once from every token already generated), then temperature, then top-p (the rule of transformers'
+    `TopPLogitsWarper`).
     With `Sampling.seed`, prompt i of a call draws from its own generator seeded `seed + i`, so a completion
     does not depend on which other prompts share its batch. `top_logprobs` are the model's own distribution
     (log-softmax of the raw logits, before penalty and temperature), as vLLM and OpenAI report them.
@@ -54,7 +57,7 @@ class TransformersTeacher:
         self.model = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf, dtype=torch_dtype).to(self.device)
         self.model.eval()
         self.own_loop = _plain_kv_cache(self.model)
-        self.supports = frozenset({"raw", "chat", "logprobs"} if self.own_loop else {"raw", "chat"})
+        self.supports = frozenset({"raw", "chat", "logprobs", "stream"} if self.own_loop else {"raw", "chat"})
         self.eos = set(_as_list(self.model.generation_config.eos_token_id) + _as_list(self.tokenizer.eos_token_id))
         self.stats = {"prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0, "prefix_tokens_shared": 0}
         self._token_text: dict[int, str] = {}
@@ -73,17 +76,28 @@ class TransformersTeacher:
         of tokens it produced."""
         if self.model is None:
             raise RuntimeError(f"teacher {self.name} is closed")
-        t0 = time.perf_counter()
         texts = [self.render(p) for p in prompts]
         if self.own_loop:
-            ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-            out = _Decoder(self, sampling, on_tokens).run(ids)
-        else:
-            out = self._static(texts, sampling, on_tokens)
+            return _Decoder(self, sampling, on_tokens).run([self.encode(t) for t in texts])
+        t0 = time.perf_counter()
+        out = self._static(texts, sampling, on_tokens)
         self.stats["prompt_tokens"] += sum(c.prompt_tokens for c in out)
         self.stats["completion_tokens"] += sum(c.completion_tokens for c in out)
         self.stats["seconds"] += time.perf_counter() - t0
         return out
+
+    def stream(self, sampling: Sampling, on_tokens: Callable[[int], None] | None = None) -> "_Decoder":
+        """A decoder the caller feeds while it runs (supports "stream"): `add(token_ids, seed)` queues prompts
+        and returns their rows, `step()` decodes one token on every live row, `completion(row)` once a row's
+        `finish` is set, `cancel()` stops the rest. Prompts are encoded with `encode(render(prompt))`."""
+        if self.model is None:
+            raise RuntimeError(f"teacher {self.name} is closed")
+        if not self.own_loop:
+            raise RuntimeError(f"teacher {self.name} cannot stream (its cache is not plain per-layer KV)")
+        return _Decoder(self, sampling, on_tokens)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def close(self) -> None:
         """Drop the model (and CUDA memory it held); idempotent."""
@@ -161,50 +175,97 @@ class _Row:
     out: list[int] = field(default_factory=list)
     logprobs: list[dict[str, float]] | None = None
     finish: str | None = None
+    started: bool = False  # prefilled (a row cancelled while waiting used no prompt tokens)
 
 
 class _Decoder:
-    """One `generate` call: rows enter (prefill, sharing their group's head), decode a token per step, and leave
-    as soon as they finish; waiting prompts refill freed rows."""
+    """Rows enter (prefill, sharing their group's head), decode a token per step, and leave as soon as they
+    finish; waiting prompts refill freed rows. `run` is one `generate` call: add its prompts, step until all
+    are done. `TransformersTeacher.stream` hands the decoder to a caller that adds prompts while it runs, so
+    the first rows of one batch fill the rows the last of the previous one left (gen instructions)."""
 
     def __init__(self, teacher: TransformersTeacher, s: Sampling, on_tokens):
         import torch
         self.torch, self.t, self.s, self.on_tokens = torch, teacher, s, on_tokens
         self.model, self.dev = teacher.model, teacher.device
         self.tail = max((len(x) for x in s.stop), default=0) + 3  # tokens re-decoded to spot a stop string
+        self.pending: deque = deque()  # (group id, head length, row), grouped by shared head
+        self.heads: dict[int, list] = {}
+        self.live: list[_Row] = []
+        self.groups = 0  # group ids handed out so far (each `add` numbers its own groups after them)
+        self.cache = self.mask = self.pos = self.seen = self.logits = None  # the live rows' state
 
-    def run(self, ids: list[list[int]]) -> list[Completion]:
-        torch = self.torch
+    def add(self, ids: list[list[int]], seed: int | None = None) -> list[_Row]:
+        """Queue prompts (token ids); row i of them samples from its own generator seeded `seed + i` (default:
+        the sampling's seed). Returns their rows: a row is done when its `finish` is set."""
         if any(not x for x in ids):
             raise ValueError("an empty prompt cannot be completed by a local model")
+        seed = self.s.seed if seed is None else seed
         rows = [_Row(i, x, logprobs=[] if self.s.logprobs > 0 else None) for i, x in enumerate(ids)]
-        if self.s.seed is not None and self.s.temperature > 0:
+        if seed is not None and self.s.temperature > 0:
             for r in rows:
-                r.generator = torch.Generator(device=self.dev).manual_seed(self.s.seed + r.index)
-        pending = deque(_groups(ids))  # (group id, head length, row index), grouped by shared head
-        heads: dict[int, list] = {}
-        live: list[_Row] = []
-        self.cache = self.mask = self.pos = self.seen = self.logits = None  # the live rows' state
-        with torch.inference_mode():
-            while pending or live:
-                while pending and len(live) < self.t.batch_size:
-                    live += self._admit(pending, rows, heads, self.t.batch_size - len(live))
-                live = self._step(live)
-        return [Completion(text=self._text(r), finish_reason=r.finish, prompt_tokens=len(r.prompt),
-                           completion_tokens=len(r.out), top_logprobs=r.logprobs) for r in rows]
+                r.generator = self.torch.Generator(device=self.dev).manual_seed(seed + r.index)
+        for gid, head, i in _groups(ids):
+            self.pending.append((gid + self.groups if gid >= 0 else -1, head, rows[i]))
+        self.groups += len(ids)
+        return rows
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending or self.live)
+
+    @property
+    def free(self) -> int:
+        """Rows that would idle at the next step (no live row and no waiting prompt for them)."""
+        return max(self.t.batch_size - len(self.live) - len(self.pending), 0)
+
+    def step(self) -> None:
+        """Admit waiting prompts into free rows, then decode one token for every live row."""
+        t0 = time.perf_counter()
+        with self.torch.inference_mode():
+            while self.pending and len(self.live) < self.t.batch_size:
+                self.live += self._admit(self.t.batch_size - len(self.live))
+            if self.live:
+                self.live = self._step(self.live)
+        self.t.stats["seconds"] += time.perf_counter() - t0
+
+    def cancel(self) -> None:
+        """Stop every live and waiting row (their `finish` becomes "cancelled"; tokens made so far count)."""
+        for r in self.live + [x[2] for x in self.pending]:
+            self._done(r, "cancelled")
+        self.live, self.heads = [], {}
+        self.pending.clear()
+        self.cache = self.mask = self.pos = self.seen = self.logits = None
+
+    def completion(self, r: _Row) -> Completion:
+        return Completion(text=self._text(r), finish_reason=r.finish, prompt_tokens=len(r.prompt) * r.started,
+                          completion_tokens=len(r.out), top_logprobs=r.logprobs)
+
+    def run(self, ids: list[list[int]]) -> list[Completion]:
+        rows = self.add(ids)
+        while self.busy:
+            self.step()
+        return [self.completion(r) for r in rows]
+
+    def _done(self, r: _Row, finish: str) -> None:
+        r.finish = finish
+        self.t.stats["prompt_tokens"] += len(r.prompt) * r.started
+        self.t.stats["completion_tokens"] += len(r.out)
 
     def _text(self, r: _Row) -> str:
         toks = r.out[:-1] if r.out and r.out[-1] in self.t.eos else r.out
         return cut_at_stop(self.t.tokenizer.decode(toks, skip_special_tokens=True), self.s.stop)[0]
 
-    def _admit(self, pending: deque, rows: list[_Row], heads: dict, room: int) -> list[_Row]:
+    def _admit(self, room: int) -> list[_Row]:
         """Prefill up to `room` waiting prompts of one group and merge them into the running cache."""
         torch = self.torch
         from transformers import DynamicCache
+        pending, heads = self.pending, self.heads
         group, p = pending[0][0], pending[0][1]
         take = []
         while pending and pending[0][0] == group and len(take) < room:
-            take.append(rows[pending.popleft()[2]])
+            take.append(pending.popleft()[2])
+            take[-1].started = True
         if p and group not in heads:  # the shared head, once per group
             c = DynamicCache(config=self.model.config)
             head = torch.tensor([take[0].prompt[:p]], device=self.dev)
@@ -225,11 +286,12 @@ class _Decoder:
                             logits_to_keep=1).logits[:, -1].float()
         seen = torch.zeros(n, logits.shape[-1], device=self.dev)
         if self.cache is None:
-            self.cache, self.mask, self.pos, self.seen, self.logits = c, mask, mask.sum(1), seen, logits
+            self.cache = Cache(layers=[_Slab(layer.keys, layer.values) for layer in c.layers])
+            self.mask, self.pos, self.seen, self.logits = mask, mask.sum(1), seen, logits
         else:  # left-pad the shorter of the two caches so that their columns line up
             t = max(self.mask.shape[1], mask.shape[1])
             for old, new in zip(self.cache.layers, c.layers):
-                old.keys, old.values = _cat_left(old.keys, new.keys, t), _cat_left(old.values, new.values, t)
+                old.stack(new.keys, new.values, t)
             self.mask = torch.cat([_pad_left(self.mask, t), _pad_left(mask, t)])
             self.pos = torch.cat([self.pos, mask.sum(1)])
             self.seen = torch.cat([self.seen, seen])
@@ -243,15 +305,7 @@ class _Decoder:
         if s.temperature <= 0:
             toks = scores.argmax(-1)
         else:
-            from transformers import TopPLogitsWarper
-            scores = scores / s.temperature
-            if s.top_p < 1.0:
-                scores = TopPLogitsWarper(s.top_p)(None, scores)
-            probs = scores.softmax(-1)
-            if live[0].generator is None:
-                toks = torch.multinomial(probs, 1).squeeze(1)
-            else:
-                toks = torch.cat([torch.multinomial(probs[i], 1, generator=r.generator) for i, r in enumerate(live)])
+            toks = _sample(scores / s.temperature, s.top_p, [r.generator for r in live])
         if s.logprobs > 0:
             top = self.logits.log_softmax(-1).topk(s.logprobs, dim=-1)
             for r, vals, idx in zip(live, top.values.tolist(), top.indices.tolist()):
@@ -264,12 +318,12 @@ class _Decoder:
         for i, (r, tok) in enumerate(zip(live, toks.tolist())):
             r.out.append(tok)
             if tok in self.t.eos:
-                r.finish = "stop"
+                self._done(r, "stop")
             elif s.stop and any(x in self.t.tokenizer.decode(r.out[-self.tail:], skip_special_tokens=True)
                                 for x in s.stop if x):
-                r.finish = "stop"
+                self._done(r, "stop")
             elif len(r.out) >= s.max_new_tokens:
-                r.finish = "length"
+                self._done(r, "length")
             else:
                 keep.append(i)
         if self.on_tokens is not None:
@@ -298,9 +352,46 @@ class _Decoder:
         if trim:
             self.mask = self.mask[:, cols]
         for layer in self.cache.layers:
-            layer.keys, layer.values = layer.keys[idx], layer.values[idx]
-            if trim:
-                layer.keys, layer.values = layer.keys[:, :, cols], layer.values[:, :, cols]
+            layer.select(idx, cols if trim else None)
+
+
+def _nucleus(scores, top_p: float):
+    """The top-p nucleus of each row of `scores`: (token ids, weights), best first, weights zero past the
+    nucleus. The rule is transformers' `TopPLogitsWarper`: a token stays when the probability of the tokens
+    ranked above it is below `top_p` (the best token always stays). Only the best k tokens are sorted, k grown
+    until every row's nucleus ends inside them: sorting the whole vocabulary of every row was a third of a
+    16-row decode step."""
+    import torch
+    vocab = scores.shape[-1]
+    if top_p >= 1.0:
+        return None, scores.softmax(-1)
+    lse = scores.logsumexp(-1, keepdim=True)
+    k = min(64, vocab)
+    while True:
+        vals, idx = scores.topk(k, dim=-1)
+        p = (vals - lse).exp()
+        keep = (p.cumsum(-1) - p) < top_p
+        keep[:, 0] = True
+        if k == vocab or not bool(keep[:, -1].any()):
+            return idx, p * keep
+        k = min(4 * k, vocab)
+
+
+def _sample(scores, top_p: float, generators: list):
+    """One token per row from softmax(scores) cut to the top-p nucleus, by the inverse of its cumulative
+    weights. With per-row generators each row draws exactly one uniform number per step, so its tokens do not
+    depend on which rows share the batch (nor on how many candidates the other rows needed)."""
+    import torch
+    idx, w = _nucleus(scores, top_p)
+    cum = w.cumsum(-1)
+    if generators[0] is None:
+        u = torch.rand(len(generators), 1, device=w.device)
+    else:
+        u = torch.cat([torch.rand(1, generator=g, device=w.device) for g in generators])[:, None]
+    pick = torch.searchsorted(cum, u * cum[:, -1:], right=True)
+    if idx is None:  # the whole vocabulary; u * total rounding up to total would pick past the end
+        return torch.where(pick.squeeze(1) < w.shape[-1], pick.squeeze(1), w.argmax(-1))
+    return idx.gather(1, torch.minimum(pick, (w > 0).sum(-1, keepdim=True) - 1)).squeeze(1)
 
 
 def _groups(ids: list[list[int]]) -> list[tuple[int, int, int]]:
@@ -340,11 +431,6 @@ def _common(a: list[int], b: list[int], limit: int) -> int:
     return n
 
 
-def _cat_left(a, b, t: int):
-    import torch
-    return torch.cat([_pad_left(a, t, dim=-2), _pad_left(b, t, dim=-2)])
-
-
 def _pad_left(x, t: int, dim: int = 1):
     """Zero-pad `x` on the left along `dim` to length t (masked columns: their values are never attended)."""
     import torch
@@ -354,6 +440,71 @@ def _pad_left(x, t: int, dim: int = 1):
     shape = list(x.shape)
     shape[dim] = missing
     return torch.cat([x.new_zeros(shape), x], dim=dim)
+
+
+class _Slab(DynamicLayer):
+    """One layer of the live rows' cache: keys and values [rows, heads, columns, dim] are views into a buffer
+    with spare columns, so a decode step writes its token in place. transformers' DynamicLayer concatenates
+    the whole cache on every token instead: at 16 rows of ~400 tokens that copy (and its fresh pages) took
+    more time than the model's matrix products (benchmarks/generation.py --steps)."""
+
+    @staticmethod
+    def room(t: int) -> int:
+        """Spare columns given to a new buffer of t used columns."""
+        return max(128, t // 2)
+
+    is_croppable = False
+    supports_early_init = False
+
+    def __init__(self, keys, values):
+        super().__init__()
+        self.is_initialized = True
+        self.device = keys.device
+        self._put(keys.shape[0], keys.shape[2], [(0, keys, values)])
+
+    def _put(self, n: int, t: int, parts) -> None:
+        """A new buffer of n rows and t used columns (plus room), holding `parts` (first row, keys, values),
+        each right-aligned on the columns; what no part covers is zero (masked)."""
+        self.t = t
+        room = self.room(t)
+        k0, v0 = parts[0][1], parts[0][2]
+        self._k = k0.new_zeros(n, k0.shape[1], t + room, k0.shape[3])
+        self._v = v0.new_zeros(n, v0.shape[1], t + room, v0.shape[3])
+        for row, k, v in parts:
+            self._k[row:row + k.shape[0], :, t - k.shape[2]:t] = k
+            self._v[row:row + v.shape[0], :, t - v.shape[2]:t] = v
+        self.keys, self.values = self._k[:, :, :t], self._v[:, :, :t]
+
+    def update(self, keys, values, *args, **kwargs):
+        add = keys.shape[2]
+        if self.t + add > self._k.shape[2]:
+            self._put(self._k.shape[0], self.t, [(0, self.keys, self.values)])
+        self._k[:, :, self.t:self.t + add] = keys
+        self._v[:, :, self.t:self.t + add] = values
+        self.t += add
+        self.keys, self.values = self._k[:, :, :self.t], self._v[:, :, :self.t]
+        return self.keys, self.values
+
+    def stack(self, keys, values, t: int) -> None:
+        """Append rows below the live ones, both left-padded to t columns."""
+        n = self.keys.shape[0]
+        self._put(n + keys.shape[0], t, [(0, self.keys, self.values), (n, keys, values)])
+
+    def select(self, idx, cols=None) -> None:
+        """Keep rows `idx` (and, when given, the columns `cols`, a boolean mask)."""
+        keys, values = self.keys.index_select(0, idx), self.values.index_select(0, idx)
+        if cols is not None:
+            keys, values = keys[:, :, cols], values[:, :, cols]
+        self._put(keys.shape[0], keys.shape[2], [(0, keys, values)])
+
+    def get_seq_length(self) -> int:
+        return self.t
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.t + query_length, 0
+
+    def get_max_length(self) -> int:
+        return -1
 
 
 def _plain_kv_cache(model) -> bool:

@@ -51,8 +51,9 @@ class Completion:
     top_logprobs: list[dict[str, float]] | None = None
 
 
-# what a backend can do (Teacher.supports): raw-string prompts, chat-message prompts, token log-probabilities
-CAPABILITIES = ("raw", "chat", "logprobs")
+# what a backend can do (Teacher.supports): raw-string prompts, chat-message prompts, token log-probabilities,
+# a decoder fed while it runs (`stream`, the embedded teacher: gen instructions overlaps batches on it)
+CAPABILITIES = ("raw", "chat", "logprobs", "stream")
 
 
 class Teacher(Protocol):

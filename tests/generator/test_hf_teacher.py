@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "trainer"))
 from tiny import WORDS, build_model, one_thread  # noqa: E402
 
-from instructgen.generator.hf_teacher import MIN_SHARED_PREFIX, TransformersTeacher, _groups  # noqa: E402
+from instructgen.generator.hf_teacher import MIN_SHARED_PREFIX, TransformersTeacher, _groups, _nucleus, _Slab  # noqa: E402
 from instructgen.generator.teachers import Sampling, cut_at_stop  # noqa: E402
 
 HEAD = "".join(f"Repeat the word {w} three times. {w} {w} {w}\n" for w in WORDS[:6])  # a shared few-shot head
@@ -56,6 +56,44 @@ def test_greedy_equals_one_prompt_generate(tiny, penalty):
     assert tiny.stats["prefix_tokens_shared"] > before  # the five HEAD prompts shared their head
     assert shape(ours) == shape(reference(tiny, PROMPTS, s))
     assert len({c.text for c in ours}) > 2
+
+
+def test_cache_that_outgrows_its_room_equals_one_prompt_generate(tiny, monkeypatch):
+    """The live cache writes each token into spare columns; with no spare room every step and every refill
+    moves it to a new buffer, and the text must not change."""
+    s = Sampling(temperature=0.0, max_new_tokens=24, presence_penalty=2.0)
+    roomy = shape(tiny.generate(PROMPTS, s))
+    grown = []
+    real = _Slab._put
+    monkeypatch.setattr(_Slab, "room", staticmethod(lambda t: 1))
+    monkeypatch.setattr(_Slab, "_put", lambda self, n, t, parts: (grown.append(t), real(self, n, t, parts))[1])
+    assert shape(tiny.generate(PROMPTS, s)) == roomy == shape(reference(tiny, PROMPTS, s))
+    assert len(grown) > 24  # rebuilt at every step: one column of room
+
+
+@pytest.mark.parametrize("top_p", [1e-6, 0.3, 0.5, 0.9, 0.999])
+@pytest.mark.parametrize("spread", [0.5, 3.0, 12.0])
+def test_nucleus_is_top_p_warper_set(top_p, spread):
+    """The nucleus (best k tokens sorted, k grown as needed) keeps exactly the tokens transformers'
+    TopPLogitsWarper keeps, for peaked and flat rows, including nuclei wider than the first k."""
+    import torch
+    from transformers import TopPLogitsWarper
+    g = torch.Generator().manual_seed(int(top_p * 1000) + int(spread))
+    scores = torch.randn(6, 5000, generator=g) * spread
+    scores[0] = 0.0  # a flat row: the nucleus is top_p of the whole vocabulary
+    idx, w = _nucleus(scores, top_p)
+    ref = torch.isfinite(TopPLogitsWarper(top_p)(None, scores.clone()))
+    for r in range(scores.shape[0]):
+        ours = set(idx[r][w[r] > 0].tolist())
+        theirs = set(torch.nonzero(ref[r]).flatten().tolist())
+        if r == 0:  # ties: any top_p share of equal tokens is a correct nucleus
+            assert abs(len(ours) - len(theirs)) <= 1
+        elif top_p > 0.99:  # thousands of tokens: the warper's ascending cumsum rounds differently at the edge
+            assert len(ours ^ theirs) <= 1
+        else:
+            assert ours == theirs
+        kept = w[r][w[r] > 0]
+        assert torch.allclose(kept, scores[r].softmax(-1)[idx[r][w[r] > 0]], rtol=1e-4)
 
 
 def test_stop_strings_and_length_match_generate(tiny):
@@ -105,6 +143,39 @@ def test_seeded_sampling_does_not_depend_on_the_batch(tiny):
     assert other != runs[0]
 
 
+def test_stream_rows_added_while_others_run_decode_as_they_would_alone(tiny):
+    """What gen instructions does on this teacher: a second batch's prompts are added while the first one's
+    rows are running; every completion is the one `generate` gives that batch alone (3 rows, refilled)."""
+    import dataclasses
+    s = Sampling(temperature=1.0, top_p=0.9, max_new_tokens=16, presence_penalty=2.0)
+    first, second = PROMPTS[:4], PROMPTS[4:]
+    ref = (shape(tiny.generate(first, dataclasses.replace(s, seed=5))),
+           shape(tiny.generate(second, dataclasses.replace(s, seed=9))))
+    dec = tiny.stream(s)
+    rows_a = dec.add([tiny.encode(tiny.render(p)) for p in first], seed=5)
+    for _ in range(5):
+        dec.step()
+    assert any(r.finish is None for r in rows_a)
+    rows_b = dec.add([tiny.encode(tiny.render(p)) for p in second], seed=9)
+    while dec.busy:
+        dec.step()
+    assert (shape([dec.completion(r) for r in rows_a]), shape([dec.completion(r) for r in rows_b])) == ref
+
+
+def test_stream_cancel_stops_every_row_and_counts_what_was_made(tiny):
+    dec = tiny.stream(Sampling(temperature=0.0, max_new_tokens=16, presence_penalty=0.0))
+    rows = dec.add([tiny.encode(p) for p in PROMPTS])
+    before = dict(tiny.stats)
+    dec.step()
+    dec.step()
+    dec.cancel()
+    assert not dec.busy and all(r.finish == "cancelled" for r in rows)
+    out = [dec.completion(r) for r in rows]
+    assert sorted(c.completion_tokens for c in out) == [0] * 5 + [2] * 3  # three rows ran two steps, five waited
+    assert all((c.prompt_tokens > 0) == (c.completion_tokens > 0) for c in out)
+    assert tiny.stats["completion_tokens"] - before["completion_tokens"] == 6
+
+
 def test_top_p_near_zero_is_greedy_and_presence_penalty_counts_generated_tokens(tiny):
     greedy = tiny.generate(PROMPTS, Sampling(temperature=0.0, max_new_tokens=16, presence_penalty=0.0))
     nucleus = tiny.generate(PROMPTS, Sampling(temperature=1.5, top_p=1e-6, max_new_tokens=16, presence_penalty=0.0,
@@ -143,7 +214,7 @@ def test_logprobs_are_the_models_own_distribution(tiny):
 
 def test_supports_rows_and_close(tmp_path):
     t = TransformersTeacher(str(build_model(tmp_path / "m")), batch_size=8, rows=2)
-    assert t.supports == frozenset({"raw", "chat", "logprobs"})
+    assert t.supports == frozenset({"raw", "chat", "logprobs", "stream"})
     got: list[int] = []
     t.generate(PROMPTS[:5], Sampling(temperature=0.0, max_new_tokens=4, presence_penalty=0.0), on_tokens=got.append)
     assert max(got) == 2 and sum(got) == 20  # two rows at a time, refilled until all five are done
