@@ -52,6 +52,9 @@ class GenerationConfig:
     teacher_options: dict = doc(TEACHER_OPTIONS_DOC, default_factory=dict)
     template: str | None = doc("prompt template name or file; None = the preset's", default=None)
     batch_size: int = doc("prompts per teacher call (the original sent 5 per request)", default=16)
+    pool_lag: int = doc("a batch's prompts show machine instructions from the pool as it was this many batches "
+                        "before the previous one (0: after the previous batch, as the original loop; 1 lets a "
+                        "streaming teacher start a batch while the previous one finishes)", default=1)
     seed: int = doc("random seed for prompt sampling and decoding", default=42)
     num_prompt_instructions: int = doc("instructions shown per prompt (Self-Instruct: 8, Alpaca: 3)", default=8)
     num_machine_instructions: int = doc("of those, drawn from the generated pool (Self-Instruct: 2, Alpaca: 0)",
@@ -311,6 +314,7 @@ def validate_generation(c: GenerationConfig) -> None:
     checks = [
         (c.num >= 1, "--num must be at least 1"),
         (c.batch_size >= 1, "--batch-size must be at least 1"),
+        (c.pool_lag >= 0, "--pool-lag must be at least 0"),
         (0 <= c.num_machine_instructions <= c.num_prompt_instructions,
          "num_machine_instructions must be between 0 and num_prompt_instructions"),
         (c.num_prompt_instructions >= 1, "num_prompt_instructions must be at least 1"),

@@ -10,11 +10,12 @@ the two pure functions: render a prompt from the shown tasks, parse a completion
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -100,6 +101,7 @@ class Run:
         self.chain = instruction_chain(cfg, seeds)
         self.rules, self.novelty = self.chain.rules, self.chain.novelty
         self.machine: list[Task] = []
+        self.pool_sizes: list[int] = []  # len(machine) after each batch, by batch index
         self.reasons: Counter = Counter()
         self.tokens: Counter = Counter()
         self.rate = Rate()
@@ -125,10 +127,28 @@ class Run:
             return True
         return False
 
+    def pool_for(self, batch_idx: int) -> list[Task]:
+        """The machine pool a batch's prompts are sampled from: as it was after batch `batch_idx - 1 -
+        pool_lag` (pool_lag 0: after the previous batch, the original loop). With a lag of 1 a batch can be
+        sampled, and decoded, while the one before it is still running (see stream_batches)."""
+        last = batch_idx - 1 - self.cfg.pool_lag
+        if last < 0:
+            return []
+        if last >= len(self.pool_sizes):
+            raise RuntimeError(f"batch {batch_idx} sampled before batch {last} was written")
+        return self.machine[: self.pool_sizes[last]]
+
+    def batch_written(self, batch_idx: int) -> None:
+        """Record the pool size after batch `batch_idx` (batches are written in order)."""
+        while len(self.pool_sizes) <= batch_idx:
+            self.pool_sizes.append(len(self.machine))
+
     def replay(self, log: Sequence[Task]) -> None:
         """Rebuild the pool and counters from the log, so a resumed run goes on exactly as it would have."""
         seen_completions = set()
         for t in log:
+            if "batch" in t.meta:
+                self.batch_written(t.meta["batch"] - 1)
             if t.kept:
                 self.chain.replay(t)
                 self.machine.append(t)
@@ -139,6 +159,8 @@ class Run:
                     seen_completions.add(key)
                     self.tokens["prompt"] += prov.get("prompt_tokens", 0)
                     self.tokens["completion"] += prov.get("completion_tokens", 0)
+        if log and "batch" in log[-1].meta:
+            self.batch_written(log[-1].meta["batch"])
 
 
 def _token_sources(t: Task):
@@ -186,45 +208,170 @@ def _takes_on_tokens(teacher) -> bool:
     return _ON_TOKENS[kind]
 
 
+def prepare_batch(run: Run, recipe, batch_idx: int) -> tuple[list[list[Task]], list, Sampling]:
+    """A Self-Instruct / Alpaca batch before the teacher: the shown tasks of each prompt (sampled from the
+    pool `run.pool_for(batch_idx)`), the prompts, and the batch's sampling (its seed)."""
+    cfg = run.cfg
+    rng = random.Random(f"{cfg.seed}:{batch_idx}")
+    pool = run.pool_for(batch_idx)
+    shown = [sample_shown(rng, run.seeds, pool, cfg.num_prompt_instructions, cfg.num_machine_instructions)
+             for _ in range(cfg.batch_size)]
+    sampling = dataclasses.replace(run.sampling, seed=cfg.seed * 100_003 + batch_idx)
+    return shown, [recipe.render(run.templates[0], sh) for sh in shown], sampling
+
+
+def completion_records(run: Run, recipe, batch_idx: int, j: int, prompt, c, shown: list[Task],
+                       sampling: Sampling, created: str) -> list[Task]:
+    """Completion j of a batch as records: parsed, each candidate through the rules and the novelty check
+    (a kept one joins the pool); stops after the record that reaches `num`."""
+    cfg, template = run.cfg, run.templates[0]
+    prov = {"teacher": run.teacher.name, "template": template.name, "recipe": recipe.name,
+            "sampling": sampling.to_dict(), "prompt_hash": text_hash(str(prompt)),
+            "created_at": created, "shown": [t.id for t in shown], "completion_index": j,
+            "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens}
+    cands = recipe.parse(template, c.text, len(shown))
+    if not cands:
+        t = Task(id=f"gen-{batch_idx:05d}-{j:03d}-00", instruction=c.text[:2000], provenance=prov)
+        t.drop("unparseable", filter="parse")
+        return [t]
+    records: list[Task] = []
+    for k, cand in enumerate(cands):
+        t = Task(id=f"gen-{batch_idx:05d}-{j:03d}-{k:02d}", instruction=cand.instruction,
+                 instances=cand.instances, provenance=prov)
+        if c.finish_reason == "length" and (cfg.drop_truncated == "completion" or k == len(cands) - 1):
+            t.drop("truncated_completion" if cfg.drop_truncated == "completion" else "truncated_item",
+                   filter="parse")
+        elif cand.error:
+            t.drop(cand.error, filter="parse")
+        else:
+            run.accept(t)
+        records.append(t)
+        if len(run.machine) >= cfg.num:
+            break
+    return records
+
+
 def bootstrap_batch(run: Run, recipe, batch_idx: int) -> list[Task]:
     """One Self-Instruct / Alpaca teacher call: sample the shown tasks, render, complete, parse, filter."""
-    cfg, template = run.cfg, run.templates[0]
-    rng = random.Random(f"{cfg.seed}:{batch_idx}")
-    shown = [sample_shown(rng, run.seeds, run.machine, cfg.num_prompt_instructions, cfg.num_machine_instructions)
-             for _ in range(cfg.batch_size)]
-    prompts = [recipe.render(template, s) for s in shown]
-    sampling = run.sampling
-    sampling.seed = cfg.seed * 100_003 + batch_idx
+    shown, prompts, sampling = prepare_batch(run, recipe, batch_idx)
     completions = run.generate(prompts, sampling)
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     records: list[Task] = []
     for j, (prompt, c, sh) in enumerate(zip(prompts, completions, shown)):
-        prov = {"teacher": run.teacher.name, "template": template.name, "recipe": recipe.name,
-                "sampling": sampling.to_dict(), "prompt_hash": text_hash(str(prompt)),
-                "created_at": created, "shown": [t.id for t in sh], "completion_index": j,
-                "finish_reason": c.finish_reason, "prompt_tokens": c.prompt_tokens,
-                "completion_tokens": c.completion_tokens}
-        cands = recipe.parse(template, c.text, len(sh))
-        if not cands:
-            t = Task(id=f"gen-{batch_idx:05d}-{j:03d}-00", instruction=c.text[:2000], provenance=prov)
-            t.drop("unparseable", filter="parse")
-            records.append(t)
-        for k, cand in enumerate(cands):
-            t = Task(id=f"gen-{batch_idx:05d}-{j:03d}-{k:02d}", instruction=cand.instruction,
-                     instances=cand.instances, provenance=prov)
-            if c.finish_reason == "length" and (cfg.drop_truncated == "completion" or k == len(cands) - 1):
-                t.drop("truncated_completion" if cfg.drop_truncated == "completion" else "truncated_item",
-                       filter="parse")
-            elif cand.error:
-                t.drop(cand.error, filter="parse")
-            else:
-                run.accept(t)
-            records.append(t)
-            if len(run.machine) >= cfg.num:
-                break
-        if len(run.machine) >= cfg.num:
+        records += completion_records(run, recipe, batch_idx, j, prompt, c, sh, sampling, created)
+        if len(run.machine) >= run.cfg.num:
             break
     return records
+
+
+@dataclass
+class _Flight:
+    """A batch on a streaming teacher: its prompts, rows, and the records of its completions so far."""
+    idx: int
+    shown: list
+    prompts: list
+    sampling: Sampling
+    rows: list
+    created: str
+    done: int = 0  # completions turned into records, in order
+    records: list = dataclasses.field(default_factory=list)
+
+
+def streams(run: Run, recipe) -> bool:
+    """Whether the batches go through `stream_batches`: a teacher that streams, a list recipe (Self-Instruct,
+    Alpaca) and a pool lag that lets two batches overlap."""
+    return (run.cfg.pool_lag >= 1 and "stream" in getattr(run.teacher, "supports", ())
+            and not hasattr(recipe, "batch"))
+
+
+def stream_batches(run: Run, recipe, batch_idx: int, max_batches: int, write) -> int:
+    """Batches `batch_idx, ...` on one streaming decoder, each written (`write(records, idx)`) in order as soon
+    as all its completions are in; returns the next batch index. Batch b is queued once batch b - 1 - pool_lag
+    is written (its prompts are sampled from that pool, so it can be queued then and no later), so when a batch
+    is down to its last long rows, the next batch's prompts take the freed rows. The records are those the
+    one-batch-at-a-time loop writes with the same pool_lag: completions do not depend on which rows share a
+    step, and each batch is turned into records in completion order. Once `num` is kept, rows still running
+    are cancelled (their tokens are counted). A spent budget stops queueing; the batches already queued are
+    finished and written, then BudgetReached is raised."""
+    cfg, teacher = run.cfg, run.teacher
+    on_tokens = run.progress.on_tokens if run.progress is not None else None
+    dec = teacher.stream(run.sampling, on_tokens=on_tokens)
+    charge = getattr(teacher, "charge", None)
+    flights: deque[_Flight] = deque()
+    cut: list[_Flight] = []  # a batch written before all its completions were used (num reached)
+    spent: str | None = None
+    queued = batch_idx
+
+    def count(c) -> None:
+        run.rate.add(c.completion_tokens)
+        run.tokens["prompt"] += c.prompt_tokens
+        run.tokens["completion"] += c.completion_tokens
+        if charge is not None:
+            charge(c.prompt_tokens, c.completion_tokens, 1)
+
+    cands: dict[int, int] = {}  # id(row) -> candidates its completion parses into (finished rows)
+    used = [0, 0]  # candidates of the completions turned into records this session, and how many were kept
+
+    def parsed(f: _Flight, j: int) -> int:
+        r = f.rows[j]
+        if id(r) not in cands:
+            cands[id(r)] = len(recipe.parse(run.templates[0], dec.completion(r).text, len(f.shown[j])))
+        return cands[id(r)]
+
+    def wanted() -> bool:
+        """Whether to queue another batch now: only when rows would otherwise idle, and unless the batches in
+        flight may still reach num. A finished row counts its parsed candidates, a running one the most any
+        completion parsed into so far, at least 7 (Self-Instruct stops at item 16), times the share
+        of candidates kept so far. This decides only when a batch starts (a small run does not prefill a batch
+        it will not use; a large one keeps every row busy), never what it holds."""
+        if not flights:
+            return True
+        if dec.free == 0:
+            return False
+        done = [parsed(f, j) for f in flights for j in range(f.done, len(f.rows)) if f.rows[j].finish]
+        running = sum(len(f.rows) - f.done for f in flights) - len(done)
+        share = used[1] / used[0] if used[0] else 0.9
+        most = max([7, *cands.values()])
+        return len(run.machine) + share * (sum(done) + most * running) < cfg.num
+
+    try:
+        while len(run.machine) < cfg.num:
+            while spent is None and queued < max_batches and queued <= batch_idx + cfg.pool_lag and wanted():
+                spent = budget_spent(cfg, run.tokens["prompt"], run.tokens["completion"])
+                if spent is None:
+                    shown, prompts, sampling = prepare_batch(run, recipe, queued)
+                    rows = dec.add([teacher.encode(teacher.render(p)) for p in prompts], seed=sampling.seed)
+                    flights.append(_Flight(queued, shown, prompts, sampling, rows,
+                                           time.strftime("%Y-%m-%dT%H:%M:%S%z")))
+                    queued += 1
+            if not flights:
+                if spent is not None:
+                    raise BudgetReached(spent)
+                return batch_idx  # max_batches reached: the caller says so
+            f = flights[0]
+            while f.done < len(f.rows) and f.rows[f.done].finish and len(run.machine) < cfg.num:
+                c = dec.completion(f.rows[f.done])
+                count(c)
+                kept, n = len(run.machine), parsed(f, f.done)
+                f.records += completion_records(run, recipe, f.idx, f.done, f.prompts[f.done], c,
+                                                f.shown[f.done], f.sampling, f.created)
+                f.done += 1
+                used[0], used[1] = used[0] + n, used[1] + len(run.machine) - kept
+            if f.done == len(f.rows) or len(run.machine) >= cfg.num:
+                write(f.records, f.idx)
+                flights.popleft()
+                if f.done < len(f.rows):
+                    cut.append(f)
+                batch_idx += 1
+                continue
+            dec.step()
+    finally:
+        dec.cancel()
+        for f in cut + list(flights):  # every token the teacher spent counts, also on completions left unused
+            for r in f.rows[f.done:]:
+                count(dec.completion(r))
+    return batch_idx
 
 
 def novelty_last(run, records: list[Task], candidates: list[Task]) -> list[Task]:
@@ -325,6 +472,17 @@ def _bootstrap(cfg: GenerationConfig, recipe, seeds: list[Task], templates: list
     _show(run)
     try:
         with resume.appender() as appender:
+            def write(records: list[Task], idx: int) -> None:
+                for t in records:
+                    t.meta.update(batch=idx, batch_size=len(records))
+                    if not t.kept:
+                        run.reasons[t.verdict.reason] += 1
+                appender.write(records)
+                run.batch_written(idx)
+                _show(run)
+
+            if streams(run, recipe):
+                batch_idx = stream_batches(run, recipe, batch_idx, max_batches, write)
             while len(run.machine) < cfg.num:
                 if batch_idx >= max_batches:
                     if getattr(recipe, "stops_when_exhausted", False):
@@ -333,14 +491,8 @@ def _bootstrap(cfg: GenerationConfig, recipe, seeds: list[Task], templates: list
                         f"made {batch_idx} teacher calls and kept {len(run.machine)}/{cfg.num}; stopping (raise "
                         f"max_batches to go on). Rejections so far: {dict(run.reasons.most_common(5))}. The run "
                         f"folder {resume.path} resumes where it stopped.")
-                records = batch(run, batch_idx)
-                for t in records:
-                    t.meta.update(batch=batch_idx, batch_size=len(records))
-                    if not t.kept:
-                        run.reasons[t.verdict.reason] += 1
-                appender.write(records)
+                write(batch(run, batch_idx), batch_idx)
                 batch_idx += 1
-                _show(run)
     except BudgetReached as e:
         raise BudgetReached(f"{e}; kept {len(run.machine)}/{cfg.num} instructions in {resume.path} (every "
                             f"finished batch is written); the same command with a larger budget resumes") from None

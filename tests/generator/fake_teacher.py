@@ -51,3 +51,79 @@ class FakeTeacher:
         if self.sleep:
             time.sleep(self.sleep)
         return out
+
+
+class FakeStreamTeacher(FakeTeacher):
+    """FakeTeacher's completions through the streaming interface ("stream" in supports): `rows` rows decode
+    at once and a completion takes 1 + hash % 9 steps, so rows finish out of order and batches overlap."""
+
+    name = FakeTeacher.name
+    supports = frozenset({"raw", "stream"})
+
+    def __init__(self, rows: int = 3, step_sleep: float = 0.0):
+        super().__init__()
+        self.rows, self.step_sleep = rows, step_sleep
+        self.steps = self.cancelled = 0
+        self.overlapped = 0  # steps on which rows of two batches were live together
+
+    def render(self, prompt):
+        return prompt
+
+    def encode(self, text):
+        return text
+
+    def stream(self, sampling, on_tokens=None):
+        return _FakeDecoder(self, sampling)
+
+
+class _FakeRow:
+    def __init__(self, text, seed, batch, teacher):
+        from instructgen.generator.teachers import Sampling
+        self.batch, self.finish = batch, None
+        self.full = FakeTeacher.generate(teacher, [text], Sampling(seed=seed))[0]
+        self.left = 1 + int(hashlib.sha1(self.full.text.encode()).hexdigest()[:6], 16) % 9
+        self.made = 0
+
+
+class _FakeDecoder:
+    def __init__(self, teacher, sampling):
+        self.t, self.live, self.pending, self.adds = teacher, [], [], 0
+
+    def add(self, ids, seed=None):
+        rows = [_FakeRow(text, seed, self.adds, self.t) for text in ids]
+        self.adds += 1
+        self.pending += rows
+        return rows
+
+    @property
+    def busy(self):
+        return bool(self.live or self.pending)
+
+    @property
+    def free(self):
+        return max(self.t.rows - len(self.live) - len(self.pending), 0)
+
+    def step(self):
+        while self.pending and len(self.live) < self.t.rows:
+            self.live.append(self.pending.pop(0))
+        self.t.steps += 1
+        self.t.overlapped += len({r.batch for r in self.live}) > 1
+        for r in self.live:
+            r.left -= 1
+            r.made += 1
+            if r.left == 0:
+                r.finish = r.full.finish_reason
+        self.live = [r for r in self.live if r.finish is None]
+        if self.t.step_sleep:
+            time.sleep(self.t.step_sleep)
+
+    def completion(self, r):
+        if r.finish == "cancelled":
+            return Completion("", "cancelled", r.full.prompt_tokens if r.made else 0, r.made)
+        return r.full
+
+    def cancel(self):
+        for r in self.live + self.pending:
+            r.finish = "cancelled"
+            self.t.cancelled += 1
+        self.live, self.pending = [], []
