@@ -276,6 +276,7 @@ class _Flight:
     created: str
     done: int = 0  # completions turned into records, in order
     records: list = dataclasses.field(default_factory=list)
+    cands: dict = dataclasses.field(default_factory=dict)  # completion index -> candidates it parses into
 
 
 def streams(run: Run, recipe) -> bool:
@@ -288,12 +289,13 @@ def streams(run: Run, recipe) -> bool:
 def stream_batches(run: Run, recipe, batch_idx: int, max_batches: int, write) -> int:
     """Batches `batch_idx, ...` on one streaming decoder, each written (`write(records, idx)`) in order as soon
     as all its completions are in; returns the next batch index. Batch b is queued once batch b - 1 - pool_lag
-    is written (its prompts are sampled from that pool, so it can be queued then and no later), so when a batch
+    is written (its prompts are sampled from that pool, so it can be queued then and no earlier), so when a batch
     is down to its last long rows, the next batch's prompts take the freed rows. The records are those the
     one-batch-at-a-time loop writes with the same pool_lag: completions do not depend on which rows share a
     step, and each batch is turned into records in completion order. Once `num` is kept, rows still running
     are cancelled (their tokens are counted). A spent budget stops queueing; the batches already queued are
-    finished and written, then BudgetReached is raised."""
+    finished and written, then BudgetReached is raised. With a budget, batches do not overlap: each is
+    queued once those before it are in, so the run stops at the batch the one-batch loop stops at."""
     cfg, teacher = run.cfg, run.teacher
     on_tokens = run.progress.on_tokens if run.progress is not None else None
     dec = teacher.stream(run.sampling, on_tokens=on_tokens)
@@ -308,16 +310,19 @@ def stream_batches(run: Run, recipe, batch_idx: int, max_batches: int, write) ->
         run.tokens["prompt"] += c.prompt_tokens
         run.tokens["completion"] += c.completion_tokens
         if charge is not None:
-            charge(c.prompt_tokens, c.completion_tokens, 1)
+            charge(c.prompt_tokens, c.completion_tokens, 1 if c.prompt_tokens or c.completion_tokens else 0)
 
-    cands: dict[int, int] = {}  # id(row) -> candidates its completion parses into (finished rows)
-    used = [0, 0]  # candidates of the completions turned into records this session, and how many were kept
+    budgeted = cfg.max_tokens is not None or cfg.max_cost is not None
+    used = [0, 0, 7]  # candidates of the completions turned into records this session, how many were kept,
+    # and the most candidates one completion parsed into (at least 7: Self-Instruct stops at item 16)
 
     def parsed(f: _Flight, j: int) -> int:
-        r = f.rows[j]
-        if id(r) not in cands:
-            cands[id(r)] = len(recipe.parse(run.templates[0], dec.completion(r).text, len(f.shown[j])))
-        return cands[id(r)]
+        if j not in f.cands:
+            text = dec.completion(f.rows[j]).text
+            n = f.cands[j] = len(recipe.parse(run.templates[0], text, len(f.shown[j])))
+            used[2] = max(used[2], n)
+        return f.cands[j]
+
 
     def wanted() -> bool:
         """Whether to queue another batch now: only when rows would otherwise idle, and unless the batches in
@@ -327,13 +332,12 @@ def stream_batches(run: Run, recipe, batch_idx: int, max_batches: int, write) ->
         it will not use; a large one keeps every row busy), never what it holds."""
         if not flights:
             return True
-        if dec.free == 0:
+        if dec.free == 0 or budgeted:  # a budget is checked as the batch loop does: once the batches before are in
             return False
         done = [parsed(f, j) for f in flights for j in range(f.done, len(f.rows)) if f.rows[j].finish]
         running = sum(len(f.rows) - f.done for f in flights) - len(done)
         share = used[1] / used[0] if used[0] else 0.9
-        most = max([7, *cands.values()])
-        return len(run.machine) + share * (sum(done) + most * running) < cfg.num
+        return len(run.machine) + share * (sum(done) + used[2] * running) < cfg.num
 
     try:
         while len(run.machine) < cfg.num:

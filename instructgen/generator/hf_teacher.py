@@ -232,7 +232,8 @@ class _Decoder:
     def cancel(self) -> None:
         """Stop every live and waiting row (their `finish` becomes "cancelled"; tokens made so far count)."""
         for r in self.live + [x[2] for x in self.pending]:
-            self._done(r, "cancelled")
+            if r.finish is None:  # a step that raised may leave rows it had finished among the live ones
+                self._done(r, "cancelled")
         self.live, self.heads = [], {}
         self.pending.clear()
         self.cache = self.mask = self.pos = self.seen = self.logits = None
@@ -366,9 +367,17 @@ def _nucleus(scores, top_p: float):
     if top_p >= 1.0:
         return None, scores.softmax(-1)
     lse = scores.logsumexp(-1, keepdim=True)
+    if not bool(torch.isfinite(lse).all()):
+        raise RuntimeError("the model's next-token scores are not finite (NaN or inf)")
     k = min(64, vocab)
     while True:
         vals, idx = scores.topk(k, dim=-1)
+        # one order whatever k is: by score, ties by token id (topk orders equal scores differently for
+        # different k, and k depends on the other rows of the step)
+        by_id = idx.argsort(dim=-1)
+        vals, idx = vals.gather(1, by_id), idx.gather(1, by_id)
+        by_score = torch.sort(vals, dim=-1, descending=True, stable=True).indices
+        vals, idx = vals.gather(1, by_score), idx.gather(1, by_score)
         p = (vals - lse).exp()
         keep = (p.cumsum(-1) - p) < top_p
         keep[:, 0] = True
@@ -383,6 +392,8 @@ def _sample(scores, top_p: float, generators: list):
     depend on which rows share the batch (nor on how many candidates the other rows needed)."""
     import torch
     idx, w = _nucleus(scores, top_p)
+    if idx is None and not bool(torch.isfinite(w).all()):
+        raise RuntimeError("the model's next-token scores are not finite (NaN or inf)")
     cum = w.cumsum(-1)
     if generators[0] is None:
         u = torch.rand(len(generators), 1, device=w.device)
@@ -499,6 +510,11 @@ class _Slab(DynamicLayer):
 
     def get_seq_length(self) -> int:
         return self.t
+
+    def _unsupported(self, *args, **kwargs):
+        raise NotImplementedError("the decode loop's cache layer only grows, stacks and selects rows")
+
+    crop = batch_select_indices = batch_repeat_interleave = reorder_cache = reset = _unsupported
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.t + query_length, 0

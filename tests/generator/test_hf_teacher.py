@@ -14,7 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "trainer"))
 from tiny import WORDS, build_model, one_thread  # noqa: E402
 
-from instructgen.generator.hf_teacher import MIN_SHARED_PREFIX, TransformersTeacher, _groups, _nucleus, _Slab  # noqa: E402
+from instructgen.generator.hf_teacher import (MIN_SHARED_PREFIX, TransformersTeacher, _groups, _nucleus,  # noqa: E402
+                                              _sample, _Slab)
 from instructgen.generator.teachers import Sampling, cut_at_stop  # noqa: E402
 
 HEAD = "".join(f"Repeat the word {w} three times. {w} {w} {w}\n" for w in WORDS[:6])  # a shared few-shot head
@@ -94,6 +95,29 @@ def test_nucleus_is_top_p_warper_set(top_p, spread):
             assert ours == theirs
         kept = w[r][w[r] > 0]
         assert torch.allclose(kept, scores[r].softmax(-1)[idx[r][w[r] > 0]], rtol=1e-4)
+
+
+def test_a_rows_token_does_not_depend_on_the_rows_beside_it_even_with_tied_scores():
+    """Scores rounded to bfloat16 tie often; a flat row beside makes the nucleus search sort far more
+    candidates. The peaked row must draw the same token, seeded alike, alone or beside it."""
+    import torch
+    g = torch.Generator().manual_seed(0)
+    for trial in range(200):
+        peaked = (torch.randn(1, 20000, generator=g) * 4).to(torch.bfloat16).float()
+        flat = torch.zeros(1, 20000)
+        alone = _sample(peaked, 0.9, [torch.Generator().manual_seed(trial)])
+        beside = _sample(torch.cat([peaked, flat]), 0.9, [torch.Generator().manual_seed(trial),
+                                                           torch.Generator().manual_seed(1)])
+        assert int(alone[0]) == int(beside[0]), trial
+
+
+def test_scores_that_are_not_finite_are_one_clear_error():
+    import torch
+    bad = torch.zeros(2, 50)
+    bad[1, 3] = float("nan")
+    for top_p in (0.5, 1.0):
+        with pytest.raises(RuntimeError, match="not finite"):
+            _sample(bad, top_p, [None, None])
 
 
 def test_stop_strings_and_length_match_generate(tiny):

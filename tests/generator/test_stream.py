@@ -67,16 +67,21 @@ def test_rows_left_at_num_are_cancelled_and_their_tokens_counted(tmp_path):
     assert s["completion_tokens"] > sum(logged.values())  # unused and cancelled rows count too
 
 
-def test_budget_stop_finishes_the_queued_batches_then_resumes_to_the_same_run(tmp_path):
+@pytest.mark.parametrize("lag", [1, 2])
+def test_budget_stop_writes_the_batches_the_batch_loop_writes_then_resumes_to_the_same_run(tmp_path, lag):
     with pytest.raises(BudgetReached):
-        generate_instructions(cfg(80, max_tokens=700), tmp_path / "r", teacher=FakeStreamTeacher(rows=3),
+        generate_instructions(cfg(80, max_tokens=1500, pool_lag=lag), tmp_path / "loop", teacher=FakeTeacher(),
                               quiet=True)
+    with pytest.raises(BudgetReached):
+        generate_instructions(cfg(80, max_tokens=1500, pool_lag=lag), tmp_path / "r",
+                              teacher=FakeStreamTeacher(rows=3), quiet=True)
     part = log_of(tmp_path / "r")
+    assert part == log_of(tmp_path / "loop")  # not a batch more: queued batches do not overlap under a budget
     batches = sorted({r["meta"]["batch"] for r in part})
     assert part and batches == list(range(len(batches)))  # whole batches, in order
     assert not (tmp_path / "r" / "completed").exists()
-    generate_instructions(cfg(80), tmp_path / "r", teacher=FakeStreamTeacher(rows=3), quiet=True)
-    generate_instructions(cfg(80), tmp_path / "ref", teacher=FakeStreamTeacher(rows=3), quiet=True)
+    generate_instructions(cfg(80, pool_lag=lag), tmp_path / "r", teacher=FakeStreamTeacher(rows=3), quiet=True)
+    generate_instructions(cfg(80, pool_lag=lag), tmp_path / "ref", teacher=FakeStreamTeacher(rows=3), quiet=True)
     assert log_of(tmp_path / "r") == log_of(tmp_path / "ref")
 
 
