@@ -133,16 +133,18 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
     assert got == ref
 
 
-def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path):
-    """A real process of the bootstrap loop is killed with SIGKILL at random moments, then resumed."""
+@pytest.mark.parametrize("mode", ["batch", "stream"])
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path, mode):
+    """A real process of the bootstrap loop is killed with SIGKILL at random moments, then resumed; `stream`:
+    batches overlapping on a streaming teacher (tests/generator/test_stream.py)."""
     num = 60
     ref = tmp_path / "ref"
-    subprocess.run([sys.executable, str(HERE / "run_fake.py"), str(ref), str(num), str(HERE)], check=True)
+    subprocess.run([sys.executable, str(HERE / "run_fake.py"), str(ref), str(num), str(HERE), mode], check=True)
     out = tmp_path / "run"
     rng = random.Random(1234)
     kills = 0
     for attempt in range(12):
-        p = subprocess.Popen([sys.executable, str(HERE / "run_fake.py"), str(out), str(num), str(HERE)])
+        p = subprocess.Popen([sys.executable, str(HERE / "run_fake.py"), str(out), str(num), str(HERE), mode])
         if attempt < 4:
             time.sleep(rng.uniform(0.8, 2.0))  # python start-up + imports take ~0.7 s
             if p.poll() is None:
@@ -159,6 +161,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(tmp_path):
     kept = read_tasks(out / "instructions.jsonl")
     assert len(kept) == num and len({t.id for t in kept}) == num
     assert [t.instruction for t in kept] == [t.instruction for t in read_tasks(ref / "instructions.jsonl")]
+    assert ids == [json.loads(line)["id"] for line in (ref / "log.jsonl").read_text().splitlines()]
 
 
 def test_packaged_seeds_are_the_default_and_valid():
