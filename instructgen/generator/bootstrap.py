@@ -186,10 +186,15 @@ def metered_generate(teacher: Teacher, prompts: list, sampling: Sampling, cfg, t
     else:
         completions = teacher.generate(prompts, sampling)
     for c in completions:
-        rate.add(c.completion_tokens)
-        tokens["prompt"] += c.prompt_tokens
-        tokens["completion"] += c.completion_tokens
+        count_completion(c, tokens, rate)
     return completions
+
+
+def count_completion(c, tokens: Counter, rate: Rate) -> None:
+    """A completion's tokens into the run's counters (budget, cost, tokens/s)."""
+    rate.add(c.completion_tokens)
+    tokens["prompt"] += c.prompt_tokens
+    tokens["completion"] += c.completion_tokens
 
 
 _ON_TOKENS: dict[type, bool] = {}

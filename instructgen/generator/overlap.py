@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..config import budget_spent
-from .bootstrap import Run, completion_records, prepare_batch
+from .bootstrap import Run, completion_records, count_completion, prepare_batch
 from .teachers import BudgetReached, Sampling
 
 
@@ -29,6 +29,13 @@ class _Flight:
     done: int = 0  # completions turned into records, in order
     records: list = dataclasses.field(default_factory=list)
     cands: dict = dataclasses.field(default_factory=dict)  # completion index -> candidates it parses into
+    outs: dict = dataclasses.field(default_factory=dict)  # completion index -> its Completion, once finished
+
+    def completion(self, dec, j: int):
+        """Row j's completion (decoded once: the queueing estimate and the records both read it)."""
+        if j not in self.outs:
+            self.outs[j] = dec.completion(self.rows[j])
+        return self.outs[j]
 
 
 def streams(run: Run, recipe) -> bool:
@@ -58,9 +65,7 @@ def stream_batches(run: Run, recipe, batch_idx: int, max_batches: int, write) ->
     queued = batch_idx
 
     def count(c) -> None:
-        run.rate.add(c.completion_tokens)
-        run.tokens["prompt"] += c.prompt_tokens
-        run.tokens["completion"] += c.completion_tokens
+        count_completion(c, run.tokens, run.rate)
         if charge is not None:
             charge(c.prompt_tokens, c.completion_tokens, 1 if c.prompt_tokens or c.completion_tokens else 0)
 
@@ -70,11 +75,9 @@ def stream_batches(run: Run, recipe, batch_idx: int, max_batches: int, write) ->
 
     def parsed(f: _Flight, j: int) -> int:
         if j not in f.cands:
-            text = dec.completion(f.rows[j]).text
-            n = f.cands[j] = len(recipe.parse(run.templates[0], text, len(f.shown[j])))
+            n = f.cands[j] = len(recipe.parse(run.templates[0], f.completion(dec, j).text, len(f.shown[j])))
             used[2] = max(used[2], n)
         return f.cands[j]
-
 
     def wanted() -> bool:
         """Whether to queue another batch now: only when rows would otherwise idle, and unless the batches in
@@ -107,7 +110,7 @@ def stream_batches(run: Run, recipe, batch_idx: int, max_batches: int, write) ->
                 return batch_idx  # max_batches reached: the caller says so
             f = flights[0]
             while f.done < len(f.rows) and f.rows[f.done].finish and len(run.machine) < cfg.num:
-                c = dec.completion(f.rows[f.done])
+                c = f.completion(dec, f.done)
                 count(c)
                 kept, n = len(run.machine), parsed(f, f.done)
                 f.records += completion_records(run, recipe, f.idx, f.done, f.prompts[f.done], c,
@@ -125,6 +128,6 @@ def stream_batches(run: Run, recipe, batch_idx: int, max_batches: int, write) ->
     finally:
         dec.cancel()
         for f in cut + list(flights):  # every token the teacher spent counts, also on completions left unused
-            for r in f.rows[f.done:]:
-                count(dec.completion(r))
+            for j in range(f.done, len(f.rows)):
+                count(f.completion(dec, j))
     return batch_idx

@@ -57,7 +57,6 @@ class FakeStreamTeacher(FakeTeacher):
     """FakeTeacher's completions through the streaming interface ("stream" in supports): `rows` rows decode
     at once and a completion takes 1 + hash % 9 steps, so rows finish out of order and batches overlap."""
 
-    name = FakeTeacher.name
     supports = frozenset({"raw", "stream"})
 
     def __init__(self, rows: int = 3, step_sleep: float = 0.0):
